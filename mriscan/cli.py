@@ -9,6 +9,7 @@ from __future__ import annotations
 import sys
 from collections.abc import Callable
 from functools import wraps
+from pathlib import Path
 from typing import Any
 
 import click
@@ -51,6 +52,119 @@ def cli() -> None:
 
 
 # --- commands -------------------------------------------------------------------------------
+
+_WORKERS = click.option("--workers", type=int, default=-1, show_default=True,
+                        help="Parallel decoding processes (-1: all cores, 1: none).")
+_MODEL = click.option("--model", "model_dir", type=click.Path(file_okay=False, path_type=Path), default=None,
+                      help="Model bundle folder (default: the shipped model in models/default).")
+
+
+@cli.command(epilog=EXIT_CODES_HELP)
+@click.argument("data_dirs", nargs=-1, required=True,
+                type=click.Path(exists=True, file_okay=False, path_type=Path))
+@click.option("--out", "out_dir", required=True, type=click.Path(file_okay=False, path_type=Path),
+              help="Folder to write the model bundle into (must not exist, unless --overwrite).")
+@click.option("--epochs", type=click.IntRange(1), default=20, show_default=True)
+@click.option("--batch-size", type=click.IntRange(1), default=32, show_default=True)
+@click.option("--image-size", type=click.IntRange(32, 512), default=150, show_default=True)
+@click.option("--seed", type=int, default=2021, show_default=True)
+@click.option("--arch", type=click.Choice(["compact", "seed"]), default="compact", show_default=True,
+              help="compact: the default network; seed: the research notebook's network, for comparison.")
+@click.option("--target-recall", type=click.FloatRange(0.5, 1.0), default=0.98, show_default=True,
+              help="Validation sensitivity the decision threshold must keep.")
+@click.option("--split", "fractions", type=(float, float, float), default=(0.80, 0.15, 0.05), show_default=True,
+              help="Train, validation and test fractions.")
+@click.option("--positive", multiple=True, help="Extra folder name meaning tumor (repeatable).")
+@click.option("--negative", multiple=True, help="Extra folder name meaning no tumor (repeatable).")
+@click.option("--no-augment", is_flag=True, help="Train without augmentation.")
+@click.option("--overwrite", is_flag=True, help="Replace an existing bundle (the old one is kept beside it).")
+@_WORKERS
+@_fatal_on_mriscan_error
+def fit(data_dirs: tuple[Path, ...], out_dir: Path, epochs: int, batch_size: int, image_size: int, seed: int,
+        arch: str, target_recall: float, fractions: tuple[float, float, float], positive: tuple[str, ...],
+        negative: tuple[str, ...], no_augment: bool, overwrite: bool, workers: int) -> None:
+    """Train a model on labelled class folders and save it as a bundle.
+
+    DATA_DIRS each hold one sub-folder per class (yes/no, tumor/no_tumor, glioma, normal, ...).
+    Duplicates are removed across all of them before the split.
+    """
+    from mriscan.fit import FitOptions, run_fit
+    from mriscan.preprocess import PreprocessConfig
+    from mriscan.progress import RichFitProgress, print_fit_summary
+
+    options = FitOptions(
+        data_dirs=data_dirs, out_dir=out_dir, preprocessing=PreprocessConfig(image_size=image_size), arch=arch,
+        epochs=epochs, batch_size=batch_size, seed=seed, target_recall=target_recall, fractions=fractions,
+        workers=workers, positive=positive, negative=negative, overwrite=overwrite, augment=not no_augment,
+        command="mriscan " + " ".join(sys.argv[1:]),
+    )
+    with RichFitProgress() as progress:
+        card = run_fit(options, progress)
+    print_fit_summary(card, out_dir)
+
+
+@cli.command(epilog=EXIT_CODES_HELP)
+@click.argument("input_dir", type=click.Path(exists=True, file_okay=False, path_type=Path))
+@click.option("--out", required=True, type=click.Path(dir_okay=False, path_type=Path), help="CSV file to write.")
+@_MODEL
+@_WORKERS
+@click.option("--resume", is_flag=True, help="Continue an earlier or interrupted run into the same CSV.")
+@click.option("--overwrite", is_flag=True, help="Replace an existing CSV.")
+@click.option("--dicom-uids", is_flag=True, help="Add Study/Series/SOP Instance UID columns (no patient data).")
+@click.option("--max-pixels", type=click.IntRange(1), default=50_000_000, show_default=True,
+              help="Refuse images declaring more pixels than this (decompression-bomb guard).")
+@click.option("--quiet", is_flag=True, help="Print nothing but errors.")
+def scan(input_dir: Path, out: Path, model_dir: Path | None, workers: int, resume: bool, overwrite: bool,
+         dicom_uids: bool, max_pixels: int, quiet: bool) -> None:
+    """Classify every image under INPUT_DIR (recursive) and write one CSV row per file.
+
+    Candidates: .jpg .jpeg .png .bmp .tif .tiff (any case) and DICOM (.dcm or the DICM marker).
+    """
+    if resume and overwrite:
+        raise click.UsageError("--resume and --overwrite exclude each other")
+    from mriscan.progress import ScanProgress, print_scan_summary
+    from mriscan.scan import ScanOptions, prepare_output, run_scan
+
+    options = ScanOptions(input_dir=input_dir, out=out, workers=workers, resume=resume, overwrite=overwrite,
+                          dicom_uids=dicom_uids, max_pixels=max_pixels)
+    try:
+        writer = prepare_output(options)
+        try:
+            bundle = _load_model(model_dir)
+        except MriscanError:
+            writer.close()
+            raise
+        with ScanProgress(quiet=quiet) as progress:
+            summary = run_scan(options, bundle, writer, on_progress=progress.update)
+    except MriscanError as error:
+        click.echo(f"mriscan: error: {error}", err=True)
+        sys.exit(EXIT_FATAL)
+    if not quiet:
+        print_scan_summary(summary, out)
+    sys.exit(EXIT_UNREADABLE if summary.unreadable else EXIT_OK)
+
+
+@cli.command(epilog=EXIT_CODES_HELP)
+@click.argument("data_dir", type=click.Path(exists=True, file_okay=False, path_type=Path))
+@click.option("--out", required=True, type=click.Path(dir_okay=False, path_type=Path), help="CSV file to write.")
+@click.option("--overwrite", is_flag=True, help="Replace an existing CSV.")
+@click.option("--image-size", type=click.IntRange(32, 512), default=150, show_default=True)
+@_WORKERS
+@_fatal_on_mriscan_error
+def dedup(data_dir: Path, out: Path, overwrite: bool, image_size: int, workers: int) -> None:
+    """List the exact and near-duplicate groups under DATA_DIR that fit would remove."""
+    from mriscan.dedup_report import write_duplicate_report
+    from mriscan.preprocess import PreprocessConfig
+
+    summary = write_duplicate_report(data_dir, out, PreprocessConfig(image_size=image_size), workers=workers,
+                                     overwrite=overwrite)
+    click.echo(summary)
+
+
+def _load_model(model_dir: Path | None):
+    from mriscan.model import load_bundle
+
+    return load_bundle(model_dir)
 
 
 def main() -> None:

@@ -33,3 +33,11 @@ class OutputError(MriscanError):
 
 class TrainingError(MriscanError):
     """Training cannot proceed (too few images, a class missing from a split, ...)."""
+
+
+class InputFolderError(MriscanError):
+    """The folder to scan does not exist or is not a folder."""
+
+
+class SynthError(MriscanError):
+    """Synthetic data cannot be made (optional extra missing, bad settings, output not empty)."""

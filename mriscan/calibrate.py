@@ -1,0 +1,111 @@
+"""Choosing the decision and review thresholds on validation, and temperature scaling.
+
+Sensitivity comes first: ``threshold`` is the largest value that keeps validation recall at or
+above the target, and ``review_threshold`` (<= threshold) is the largest value below which at
+most 0.5% of validation tumours fall, so that tumours are either predicted or flagged.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+REVIEW_RECALL = 0.995
+MIN_SPECIFICITY_WARNING = 0.2
+
+
+@dataclass(frozen=True)
+class Thresholds:
+    """The operating points chosen on validation, with what they cost there."""
+
+    threshold: float
+    review_threshold: float
+    validation_sensitivity: float
+    validation_specificity: float
+    warning: str = ""
+
+
+def threshold_for_recall(labels: np.ndarray, probability: np.ndarray, target_recall: float) -> float:
+    """The largest threshold t with recall(probability >= t) >= target_recall.
+
+    Examples
+    --------
+    >>> threshold_for_recall(np.array([1, 1, 1, 1, 0]), np.array([.9, .8, .7, .2, .1]), 0.75)
+    0.7
+    """
+    positives = np.sort(probability[labels == 1])[::-1]
+    if len(positives) == 0:
+        raise ValueError("threshold_for_recall needs at least one positive; received none")
+    needed = int(np.ceil(target_recall * len(positives) - 1e-9))
+    return float(positives[max(needed, 1) - 1])
+
+
+def choose_thresholds(
+    labels: np.ndarray,
+    probability: np.ndarray,
+    target_recall: float = 0.98,
+    review_recall: float = REVIEW_RECALL,
+) -> Thresholds:
+    """Pick ``threshold`` for the target recall and ``review_threshold`` for the safety net.
+
+    A threshold so low that it calls almost everything a tumour (FINDINGS saw 0.0015) is kept,
+    since sensitivity comes first, but reported with a warning and its specificity.
+    """
+    labels = np.asarray(labels).astype(int)
+    probability = np.asarray(probability, dtype=np.float64)
+    threshold = threshold_for_recall(labels, probability, target_recall)
+    review = min(threshold, threshold_for_recall(labels, probability, review_recall))
+    predicted = probability >= threshold
+    sensitivity = float(predicted[labels == 1].mean())
+    specificity = float((~predicted[labels == 0]).mean()) if (labels == 0).any() else float("nan")
+    warning = ""
+    if specificity < MIN_SPECIFICITY_WARNING:
+        warning = (
+            f"degenerate threshold {threshold:.4g}: validation specificity only {specificity:.2f} "
+            f"at recall >= {target_recall}; the model barely separates the classes"
+        )
+    return Thresholds(threshold, review, sensitivity, specificity, warning)
+
+
+def fit_temperature(labels: np.ndarray, probability: np.ndarray) -> float:
+    """Temperature minimising validation log-loss of sigmoid(logit(p) / T) (grid + refinement).
+
+    Examples
+    --------
+    >>> y = np.array([0, 0, 1, 1, 0, 1]); p = np.array([.1, .3, .7, .9, .6, .4])
+    >>> 0.1 < fit_temperature(y, p) < 10
+    True
+    """
+    clipped = np.clip(np.asarray(probability, np.float64), 1e-7, 1 - 1e-7)
+    logits = np.log(clipped / (1 - clipped))
+    y = np.asarray(labels, np.float64)
+
+    def loss(temperature: float) -> float:
+        z = logits / temperature
+        return float(np.mean(np.logaddexp(0, z) - y * z))
+
+    grid = np.exp(np.linspace(np.log(0.05), np.log(20), 200))
+    best = grid[int(np.argmin([loss(t) for t in grid]))]
+    fine = np.linspace(best * 0.95, best * 1.05, 41)
+    return round(float(fine[int(np.argmin([loss(t) for t in fine]))]), 4)
+
+
+def expected_calibration_error(labels: np.ndarray, probability: np.ndarray, bins: int = 10) -> float:
+    """Expected calibration error over equal-width probability bins.
+
+    Examples
+    --------
+    >>> expected_calibration_error(np.array([0, 1]), np.array([0.0, 1.0]))
+    0.0
+    """
+    labels = np.asarray(labels, np.float64)
+    probability = np.asarray(probability, np.float64)
+    edges = np.linspace(0, 1, bins + 1)
+    which = np.clip(np.digitize(probability, edges[1:-1]), 0, bins - 1)
+    error = 0.0
+    for b in range(bins):
+        members = which == b
+        if members.any():
+            error += members.mean() * abs(probability[members].mean() - labels[members].mean())
+    return round(float(error), 6)

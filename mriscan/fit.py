@@ -1,0 +1,204 @@
+"""``mriscan fit``: find -> load (parallel) -> deduplicate the whole set -> split by group -> train
+-> calibrate on validation -> evaluate on test -> save the bundle with its card and pictures.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections import Counter
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Protocol
+
+import numpy as np
+
+from mriscan import __version__
+from mriscan.calibrate import choose_thresholds, expected_calibration_error, fit_temperature
+from mriscan.dataset import CLASS_NAMES, LabelledFile, find_labelled_files
+from mriscan.dedup import find_duplicate_groups, thumbnail
+from mriscan.errors import TrainingError
+from mriscan.loader import LoadedImage, load_all
+from mriscan.metrics import classification_metrics, safety_net_metrics
+from mriscan.model import apply_temperature, check_bundle_target, save_bundle
+from mriscan.preprocess import PreprocessConfig
+from mriscan.quality import training_ranges
+from mriscan.split import split_by_group
+
+
+class FitProgress(Protocol):
+    """What fit reports while it works (the CLI shows it with rich)."""
+
+    def stage(self, message: str) -> None: ...
+    def loading(self, total_files: int) -> None: ...
+    def loaded(self, files: int) -> None: ...
+    def training(self, epochs: int) -> None: ...
+    def epoch(self, epoch: int, logs: dict[str, float]) -> None: ...
+
+
+@dataclass(frozen=True)
+class FitOptions:
+    """Everything ``mriscan fit`` was asked to do."""
+
+    data_dirs: tuple[Path, ...]
+    out_dir: Path
+    preprocessing: PreprocessConfig = PreprocessConfig()
+    arch: str = "compact"
+    epochs: int = 20
+    batch_size: int = 32
+    seed: int = 2021
+    target_recall: float = 0.98
+    fractions: tuple[float, float, float] = (0.80, 0.15, 0.05)
+    workers: int = -1
+    positive: tuple[str, ...] = ()
+    negative: tuple[str, ...] = ()
+    overwrite: bool = False
+    augment: bool = True
+    command: str = ""
+
+
+@dataclass
+class _Dataset:
+    """The loaded, deduplicated images with labels and bookkeeping for the card."""
+
+    images: np.ndarray
+    labels: np.ndarray
+    group_ids: np.ndarray
+    records: list[LoadedImage]
+    counts: dict[str, Any] = field(default_factory=dict)
+
+
+def run_fit(options: FitOptions, progress: FitProgress) -> dict[str, Any]:
+    """Run the whole fit and return the saved model card."""
+    started = time.monotonic()
+    check_bundle_target(options.out_dir, options.overwrite)
+    progress.stage("finding images")
+    files = find_labelled_files(options.data_dirs, options.positive, options.negative)
+    data = _load_and_deduplicate(files, options, progress)
+    split = split_by_group(data.labels, data.group_ids, fractions=options.fractions, seed=options.seed)
+    progress.training(options.epochs)
+    from mriscan.train import TrainConfig, train_model
+
+    config = TrainConfig(arch=options.arch, epochs=options.epochs, batch_size=options.batch_size,
+                         seed=options.seed, augment=options.augment)
+    result = train_model(data.images[split.train], data.labels[split.train], data.images[split.validation],
+                         data.labels[split.validation], config, on_epoch=progress.epoch)
+    progress.stage("calibrating and evaluating")
+    evaluation = _calibrate_and_evaluate(result.model, data, split, options.target_recall)
+    card = _model_card(options, data, split, result, evaluation, time.monotonic() - started)
+    progress.stage(f"saving {options.out_dir}")
+
+    def write_extras(folder: Path) -> None:
+        _write_metrics_and_plots(folder, card, result.history, evaluation)
+
+    return save_bundle(result.model, card, options.out_dir, overwrite=options.overwrite, write_extras=write_extras)
+
+
+def _load_and_deduplicate(files: list[LabelledFile], options: FitOptions, progress: FitProgress) -> _Dataset:
+    progress.loading(len(files))
+    label_of = {f.path: f.label for f in files}
+    source_of = {f.path: f.source for f in files}
+    records = load_all([f.path for f in files], options.preprocessing, workers=options.workers,
+                       on_chunk=progress.loaded)
+    readable = [r for r in records if r.ok]
+    if len(readable) < 20:
+        raise TrainingError(f"only {len(readable)} readable images found; fit needs at least 20 (10 per class)")
+    progress.stage("finding duplicates across the whole set")
+    thumbnails = np.stack([thumbnail(r.model_input) for r in readable])
+    groups = find_duplicate_groups([r.sha256 for r in readable], thumbnails)
+    labels = np.array([label_of[r.path] for r in readable])
+    conflicted = _label_conflicts(groups.group_ids, labels)
+    keep = ~groups.removed() & ~conflicted
+    kinds = Counter(k for k, removed in zip(groups.kinds, groups.removed(), strict=True) if removed)
+    kept_records = [r for r, k in zip(readable, keep, strict=True) if k]
+    counts = {
+        "files_found": len(files),
+        "unreadable": len(records) - len(readable),
+        "images_read": len(readable),
+        "duplicates_removed": int(groups.removed().sum()),
+        "duplicates_by_kind": dict(kinds),
+        "label_conflicts_removed": int((conflicted & ~groups.removed()).sum()),
+        "images_used": int(keep.sum()),
+        "by_source": dict(Counter(f"{source_of[r.path]}/{CLASS_NAMES[label_of[r.path]]}" for r in kept_records)),
+    }
+    return _Dataset(
+        images=np.stack([r.model_input for r in kept_records]).astype(np.float32),
+        labels=labels[keep],
+        group_ids=groups.group_ids[keep],
+        records=kept_records,
+        counts=counts,
+    )
+
+
+def _label_conflicts(group_ids: np.ndarray, labels: np.ndarray) -> np.ndarray:
+    """Images whose duplicate group holds both labels: the same picture cannot teach both answers."""
+    mixed = {g for g in np.unique(group_ids) if len(np.unique(labels[group_ids == g])) > 1}
+    return np.isin(group_ids, list(mixed))
+
+
+def _calibrate_and_evaluate(model: Any, data: _Dataset, split: Any, target_recall: float) -> dict[str, Any]:
+    def raw(indices: np.ndarray) -> np.ndarray:
+        return model.predict(data.images[indices], batch_size=128, verbose=0).reshape(-1).astype(np.float64)
+
+    y_val, y_test = data.labels[split.validation], data.labels[split.test]
+    raw_val, raw_test = raw(split.validation), raw(split.test)
+    temperature = fit_temperature(y_val, raw_val)
+    p_val, p_test = apply_temperature(raw_val, temperature), apply_temperature(raw_test, temperature)
+    thresholds = choose_thresholds(y_val, p_val, target_recall)
+    return {
+        "temperature": temperature,
+        "thresholds": thresholds,
+        "validation": _split_metrics(y_val, p_val, raw_val, thresholds),
+        "test": _split_metrics(y_test, p_test, raw_test, thresholds),
+        "curves": {"validation": (y_val, p_val), "test": (y_test, p_test)},
+    }
+
+
+def _split_metrics(labels: np.ndarray, probability: np.ndarray, raw: np.ndarray, thresholds: Any) -> dict:
+    return {
+        **classification_metrics(labels, probability, thresholds.threshold),
+        **safety_net_metrics(labels, probability, thresholds.threshold, thresholds.review_threshold),
+        "ece": expected_calibration_error(labels, probability),
+        "ece_uncalibrated": expected_calibration_error(labels, raw),
+    }
+
+
+def _model_card(options: FitOptions, data: _Dataset, split: Any, result: Any, evaluation: dict,
+                seconds: float) -> dict[str, Any]:
+    thresholds = evaluation["thresholds"]
+    return {
+        "model_id": "",
+        "mriscan_version": __version__,
+        "architecture": options.arch,
+        "parameters": int(result.model.count_params()),
+        "input_size": options.preprocessing.image_size,
+        "input_channels": 1,
+        "preprocessing": options.preprocessing.to_dict(),
+        "class_names": list(CLASS_NAMES),
+        "threshold": thresholds.threshold,
+        "review_threshold": thresholds.review_threshold,
+        "threshold_rule": f"largest threshold with validation sensitivity >= {options.target_recall}",
+        "review_threshold_rule": "largest threshold below which at most 0.5% of validation tumours fall",
+        "threshold_warning": thresholds.warning,
+        "calibration": {"method": "temperature scaling on validation", "temperature": evaluation["temperature"]},
+        "data": {**data.counts, "data_dirs": [str(d) for d in options.data_dirs],
+                 "split_sizes": {"train": len(split.train), "validation": len(split.validation),
+                                 "test": len(split.test)}},
+        "training": {"epochs_requested": options.epochs, "epochs_run": len(result.history.get("loss", [])),
+                     "best_epoch": result.best_epoch, "batch_size": options.batch_size, "seed": options.seed,
+                     "augment": options.augment, "fractions": list(options.fractions),
+                     "seconds": round(seconds, 1), "command": options.command},
+        "metrics": {"validation": evaluation["validation"], "test": evaluation["test"]},
+        "input_statistics_ranges": training_ranges([r.statistics for r in data.records]),
+    }
+
+
+def _write_metrics_and_plots(folder: Path, card: dict, history: dict, evaluation: dict) -> None:
+    from mriscan.report import plot_confusion_matrix, plot_roc, plot_training_curves
+
+    metrics = {"history": history, **card["metrics"],
+               "thresholds": asdict(evaluation["thresholds"]), "temperature": evaluation["temperature"]}
+    (folder / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n", encoding="utf-8")
+    plot_training_curves(history, folder / "training_curves.png")
+    plot_confusion_matrix(card["metrics"]["test"]["confusion_matrix"], "test split", folder / "confusion_matrix.png")
+    plot_roc(evaluation["curves"], folder / "roc_curve.png")

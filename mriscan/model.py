@@ -1,0 +1,208 @@
+"""The model bundle: ``model.keras`` + ``model.json`` (the model card), saved atomically, loaded safely.
+
+A bundle is refused when a file is missing, when the weights' sha256 differs from the card's
+``model_id`` (truncated or swapped weights), or when Keras' ``safe_mode`` rejects its content
+(e.g. a Lambda layer carrying code).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import tempfile
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from mriscan.errors import ModelBundleError, OutputError
+from mriscan.hashing import file_sha256
+from mriscan.preprocess import PreprocessConfig
+
+MODEL_FILE = "model.keras"
+CARD_FILE = "model.json"
+MODEL_ENV = "MRISCAN_MODEL"
+REQUIRED_CARD_FIELDS = ("model_id", "architecture", "input_size", "preprocessing", "threshold", "review_threshold")
+PREDICT_BATCH = 32
+
+
+@dataclass(frozen=True)
+class ModelBundle:
+    """A loaded model and its card."""
+
+    model: Any
+    card: Mapping[str, Any]
+    directory: Path
+
+    @property
+    def model_id(self) -> str:
+        return str(self.card["model_id"])
+
+    @property
+    def threshold(self) -> float:
+        return float(self.card["threshold"])
+
+    @property
+    def review_threshold(self) -> float:
+        return float(self.card["review_threshold"])
+
+    @property
+    def preprocess_config(self) -> PreprocessConfig:
+        return PreprocessConfig.from_dict(self.card["preprocessing"])
+
+    @property
+    def temperature(self) -> float:
+        return float(self.card.get("calibration", {}).get("temperature", 1.0))
+
+    def predict(self, batch: np.ndarray) -> np.ndarray:
+        """P(tumor) for a batch of model inputs of shape (n, S, S, 1), calibrated by the card.
+
+        Inputs go through the network in fixed-size, zero-padded batches: the floating-point result
+        for an image then does not depend on how many others came with it, so a resumed or
+        parallel scan writes exactly the probabilities of a single uninterrupted run.
+        """
+        images = np.asarray(batch, np.float32)
+        raw = [self._predict_fixed(images[i : i + PREDICT_BATCH]) for i in range(0, len(images), PREDICT_BATCH)]
+        probability = np.concatenate(raw) if raw else np.zeros(0)
+        return apply_temperature(probability.astype(np.float64), self.temperature)
+
+    def _predict_fixed(self, images: np.ndarray) -> np.ndarray:
+        padded = np.zeros((PREDICT_BATCH, *images.shape[1:]), np.float32)
+        padded[: len(images)] = images
+        return np.asarray(self.model.predict_on_batch(padded)).reshape(-1)[: len(images)]
+
+
+def apply_temperature(probability: np.ndarray, temperature: float) -> np.ndarray:
+    """Rescale probabilities by a temperature on the logit scale (temperature 1 changes nothing).
+
+    Examples
+    --------
+    >>> apply_temperature(np.array([0.5, 0.9]), 1.0).round(3).tolist()
+    [0.5, 0.9]
+    """
+    if temperature == 1.0:
+        return probability
+    clipped = np.clip(probability, 1e-7, 1 - 1e-7)
+    logits = np.log(clipped / (1 - clipped)) / temperature
+    return 1.0 / (1.0 + np.exp(-logits))
+
+
+def default_model_dir() -> Path:
+    """Where the shipped default bundle lives: $MRISCAN_MODEL, the installed copy, or the source tree."""
+    if os.environ.get(MODEL_ENV):
+        return Path(os.environ[MODEL_ENV])
+    installed = Path(__file__).resolve().parent / "default_model"
+    if (installed / CARD_FILE).exists():
+        return installed
+    return Path(__file__).resolve().parent.parent / "models" / "default"
+
+
+def read_card(model_dir: Path) -> dict[str, Any]:
+    """Read and check a bundle's card; raise ModelBundleError saying what is wrong."""
+    card_path = model_dir / CARD_FILE
+    if not model_dir.is_dir():
+        raise ModelBundleError(
+            f"model folder {model_dir} does not exist; pass --model with a folder written by "
+            f"'mriscan fit', or set {MODEL_ENV}"
+        )
+    try:
+        card = json.loads(card_path.read_text(encoding="utf-8"))
+    except FileNotFoundError as error:
+        raise ModelBundleError(f"{card_path} is missing: {model_dir} is not a complete model bundle") from error
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
+        raise ModelBundleError(f"{card_path} is not a readable model card ({error})") from error
+    missing = [name for name in REQUIRED_CARD_FIELDS if name not in card]
+    if missing:
+        raise ModelBundleError(f"{card_path} lacks the fields {missing}; re-create the bundle with 'mriscan fit'")
+    return card
+
+
+def load_bundle(model_dir: Path | None = None) -> ModelBundle:
+    """Load a bundle safely: verify the weights against the card, then load with ``safe_mode``."""
+    directory = Path(model_dir) if model_dir is not None else default_model_dir()
+    card = read_card(directory)
+    weights = directory / MODEL_FILE
+    if not weights.is_file():
+        raise ModelBundleError(f"{weights} is missing: {directory} is not a complete model bundle")
+    if file_sha256(weights) != card["model_id"]:
+        raise ModelBundleError(
+            f"{weights} does not match its card: its sha256 differs from model_id {card['model_id'][:12]}... "
+            "in model.json. The weights were damaged or swapped; restore the bundle or train a new one."
+        )
+    model = _safe_load_keras(weights)
+    expected = (card["input_size"], card["input_size"], 1)
+    if tuple(model.input_shape[1:]) != expected:
+        raise ModelBundleError(
+            f"{weights} takes inputs of shape {model.input_shape[1:]}, but its card says {expected}"
+        )
+    return ModelBundle(model=model, card=card, directory=directory)
+
+
+def _safe_load_keras(weights: Path) -> Any:
+    import keras
+
+    try:
+        return keras.saving.load_model(weights, compile=False, safe_mode=True)
+    except Exception as error:  # Keras raises many types for bad or unsafe files.
+        raise ModelBundleError(
+            f"{weights} could not be loaded safely ({type(error).__name__}: {str(error)[:300]}). "
+            "mriscan loads models with Keras safe_mode, which refuses code-carrying layers such as Lambda."
+        ) from error
+
+
+def save_bundle(
+    model: Any,
+    card: dict[str, Any],
+    out_dir: Path,
+    *,
+    overwrite: bool = False,
+    write_extras: Callable[[Path], None] | None = None,
+) -> dict[str, Any]:
+    """Write a bundle into a temporary folder beside ``out_dir``, then move it into place.
+
+    A killed ``fit`` therefore never leaves a half-written bundle where a good one was. With
+    ``overwrite`` an existing bundle is kept as ``<out_dir>.replaced-<UTC time>``, never deleted.
+    Returns the final card (with ``model_id`` and ``created``).
+    """
+    out_dir = Path(out_dir)
+    check_bundle_target(out_dir, overwrite)
+    out_dir.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.partial-", dir=out_dir.parent))
+    try:
+        model.save(staging / MODEL_FILE)
+        card = {**card, "model_id": file_sha256(staging / MODEL_FILE)}
+        card.setdefault("created", datetime.now(timezone.utc).isoformat(timespec="seconds"))
+        (staging / CARD_FILE).write_text(json.dumps(card, indent=2, sort_keys=False) + "\n", encoding="utf-8")
+        if write_extras is not None:
+            write_extras(staging)
+        _move_into_place(staging, out_dir)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    return card
+
+
+def check_bundle_target(out_dir: Path, overwrite: bool) -> None:
+    """Fail before any work when ``out_dir`` holds something that would be replaced without consent."""
+    if out_dir.exists() and any(out_dir.iterdir()) and not overwrite:
+        raise OutputError(
+            f"{out_dir} already exists and is not empty; choose another --out or pass --overwrite "
+            "(the old bundle is then kept beside it as <name>.replaced-<time>)"
+        )
+    parent = out_dir.parent if out_dir.parent != Path("") else Path(".")
+    if parent.exists() and not os.access(parent, os.W_OK):
+        raise OutputError(f"cannot write into {parent}: permission denied; choose another --out")
+
+
+def _move_into_place(staging: Path, out_dir: Path) -> None:
+    if out_dir.exists():
+        if any(out_dir.iterdir()):
+            stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ")
+            out_dir.rename(out_dir.with_name(f"{out_dir.name}.replaced-{stamp}"))
+        else:
+            out_dir.rmdir()
+    staging.rename(out_dir)

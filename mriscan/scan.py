@@ -1,0 +1,166 @@
+"""``mriscan scan``: candidates -> parallel decode + preprocess -> batched prediction -> flags -> CSV.
+
+Files stream through in chunks (memory stays bounded), decoding runs in joblib workers while the
+model predicts in this process, and every candidate gets a row, with an error when it could
+not be read.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from mriscan.discover import find_candidates, relative_posix
+from mriscan.flags import flag_result
+from mriscan.hashing import file_sha256
+from mriscan.imageio import DEFAULT_MAX_PIXELS
+from mriscan.loader import DEFAULT_CHUNK_SIZE, LoadedImage, iter_loaded_chunks
+from mriscan.model import ModelBundle
+from mriscan.results import COLUMNS, UID_COLUMNS, ResultsWriter, Row
+
+ProgressCallback = Callable[[int, int], None]
+
+
+@dataclass(frozen=True)
+class ScanOptions:
+    """Everything ``mriscan scan`` was asked to do."""
+
+    input_dir: Path
+    out: Path
+    workers: int = -1
+    resume: bool = False
+    overwrite: bool = False
+    dicom_uids: bool = False
+    chunk_size: int = DEFAULT_CHUNK_SIZE
+    max_pixels: int = DEFAULT_MAX_PIXELS
+
+
+@dataclass
+class ScanSummary:
+    """What a scan did, for the closing summary and the exit code."""
+
+    candidates: int = 0
+    scanned: int = 0
+    tumor: int = 0
+    flagged: int = 0
+    unreadable: int = 0
+    skipped: int = 0
+    seconds: float = 0.0
+    rows: list[Row] = field(default_factory=list, repr=False)
+
+    @property
+    def files_per_second(self) -> float:
+        return self.scanned / self.seconds if self.seconds > 0 else 0.0
+
+
+def prepare_output(options: ScanOptions) -> ResultsWriter:
+    """Check and lock the output before any work, so a bad --out fails fast."""
+    columns = COLUMNS + (UID_COLUMNS if options.dicom_uids else ())
+    return ResultsWriter(options.out, columns, resume=options.resume, overwrite=options.overwrite)
+
+
+def run_scan(
+    options: ScanOptions,
+    bundle: ModelBundle,
+    writer: ResultsWriter,
+    on_progress: ProgressCallback | None = None,
+) -> ScanSummary:
+    """Scan every candidate under ``options.input_dir`` into ``writer``; return the summary."""
+    started = time.monotonic()
+    summary = ScanSummary()
+    try:
+        candidates = find_candidates(options.input_dir)
+        summary.candidates = len(candidates)
+        todo = _files_to_scan(candidates, writer, bundle.model_id, options.input_dir)
+        summary.skipped = len(candidates) - len(todo)
+        writer.start()
+        done = summary.skipped
+        for chunk in iter_loaded_chunks(todo, bundle.preprocess_config, workers=options.workers,
+                                        chunk_size=options.chunk_size, max_pixels=options.max_pixels):
+            rows = predict_rows(chunk, bundle, options.input_dir)
+            writer.append(rows)
+            _count(summary, rows)
+            done += len({record.path for record in chunk})
+            if on_progress is not None:
+                on_progress(done, len(candidates))
+        summary.rows = writer.finish()
+    finally:
+        writer.close()
+    summary.seconds = time.monotonic() - started
+    return summary
+
+
+def _files_to_scan(candidates: list[Path], writer: ResultsWriter, model_id: str, root: Path) -> list[Path]:
+    """With --resume, skip files whose rows were made from the same bytes by the same model."""
+    if not writer.previous:
+        return candidates
+    previous: dict[str, list[Row]] = {}
+    for row in writer.previous.values():
+        previous.setdefault(row["path"], []).append(row)
+    todo = []
+    for path in candidates:
+        rows = previous.get(relative_posix(path, root), [])
+        if not (rows and all(_reusable(row, model_id) for row in rows) and _same_bytes(path, rows[0])):
+            todo.append(path)
+    return todo
+
+
+def _reusable(row: Row, model_id: str) -> bool:
+    return row.get("model_id") == model_id and not row.get("error")
+
+
+def _same_bytes(path: Path, row: Row) -> bool:
+    try:
+        return file_sha256(path) == row.get("sha256")
+    except OSError:
+        return False
+
+
+def predict_rows(chunk: list[LoadedImage], bundle: ModelBundle, root: Path) -> list[Row]:
+    """Rows for one chunk of loaded images: predictions in one batch, errors as rows."""
+    readable = [record for record in chunk if record.ok]
+    probabilities = bundle.predict(np.stack([r.model_input for r in readable])) if readable else []
+    probability_of = {id(r): float(p) for r, p in zip(readable, probabilities, strict=True)}
+    return [_row(record, probability_of.get(id(record)), bundle, root) for record in chunk]
+
+
+def _row(record: LoadedImage, probability: float | None, bundle: ModelBundle, root: Path) -> Row:
+    row = {
+        "path": relative_posix(record.path, root),
+        "frame": "" if record.frame is None else str(record.frame),
+        "sha256": record.sha256,
+        "threshold": f"{bundle.threshold:.6g}",
+        "review_threshold": f"{bundle.review_threshold:.6g}",
+        "model_id": bundle.model_id,
+        "study_instance_uid": record.dicom_uids.get("StudyInstanceUID", ""),
+        "series_instance_uid": record.dicom_uids.get("SeriesInstanceUID", ""),
+        "sop_instance_uid": record.dicom_uids.get("SOPInstanceUID", ""),
+    }
+    if probability is None:
+        return {**row, "probability": "", "prediction": "", "flagged": "false", "flag_reason": "",
+                "flag_detail": "", "error": record.error or "unreadable"}
+    flag = flag_result(record, probability, bundle.threshold, bundle.review_threshold,
+                       bundle.card.get("input_statistics_ranges", {}))
+    return {
+        **row,
+        "probability": f"{probability:.6f}",
+        "prediction": "tumor" if probability >= bundle.threshold else "no_tumor",
+        "flagged": "true" if flag.flagged else "false",
+        "flag_reason": ";".join(flag.codes),
+        "flag_detail": "; ".join(flag.details),
+        "error": "",
+    }
+
+
+def _count(summary: ScanSummary, rows: Iterable[Row]) -> None:
+    for row in rows:
+        if row["error"]:
+            summary.unreadable += 1
+            continue
+        summary.scanned += 1
+        summary.tumor += row["prediction"] == "tumor"
+        summary.flagged += row["flagged"] == "true"

@@ -1,0 +1,57 @@
+import numpy as np
+import pytest
+
+from conftest import brain_like
+from mriscan.preprocess import PreprocessConfig, head_mask, preprocess
+
+
+def test_output_shape_range_and_dtype():
+    out = preprocess(brain_like(1), PreprocessConfig(image_size=96))
+    assert out.shape == (96, 96, 1) and out.dtype == np.float32
+    assert 0.0 <= out.min() and out.max() <= 1.0 and out.max() > 0.9
+
+
+def test_frame_size_and_intensity_scale_do_not_change_the_input():
+    """The same head in a bigger black frame, at another intensity scale, gives the same input."""
+    head = brain_like(2).astype(np.float32)
+    framed = np.zeros((400, 500), np.float32)
+    framed[100:280, 170:330] = head * 37.0 + 5.0 * (head > 0)
+    a, b = preprocess(head), preprocess(framed)
+    assert np.abs(a - b).mean() < 0.03
+
+
+def test_aspect_ratio_is_kept_by_letterboxing():
+    wide = np.zeros((100, 300), np.float32)
+    wide[10:90, 10:290] = np.random.default_rng(0).uniform(50, 200, (80, 280))
+    out = preprocess(wide, PreprocessConfig(image_size=150, crop_to_head=False))[..., 0]
+    rows_with_content = np.flatnonzero(out.max(axis=1) > 0)
+    assert 40 <= len(rows_with_content) <= 60
+
+
+def test_blank_and_constant_images_do_not_crash():
+    for image in (np.zeros((50, 50)), np.full((50, 80), 7.0), np.array([[3.0]])):
+        out = preprocess(image, PreprocessConfig(image_size=32))
+        assert out.shape == (32, 32, 1) and np.isfinite(out).all()
+
+
+def test_nan_values_are_neutralised():
+    image = brain_like(3).astype(np.float32)
+    image[0, 0] = np.nan
+    assert np.isfinite(preprocess(image)).all()
+
+
+def test_rejects_non_2d_input():
+    with pytest.raises(ValueError, match="2-D grey image"):
+        preprocess(np.zeros((10, 10, 3)))
+
+
+def test_head_mask_ignores_small_bright_text():
+    image = brain_like(4).astype(np.float32) / 255
+    image[2:8, 2:30] = 1.0  # an annotation in the corner
+    mask = head_mask(image)
+    assert not mask[2:8, 2:30].any() and mask[90, 80]
+
+
+def test_config_round_trips_through_the_card():
+    config = PreprocessConfig(image_size=128, low_percentile=2.0)
+    assert PreprocessConfig.from_dict(config.to_dict()) == config
