@@ -6,6 +6,7 @@ Heavy libraries (tensorflow, keras, lime) are imported inside the commands that 
 
 from __future__ import annotations
 
+import os
 import sys
 from collections.abc import Callable
 from functools import wraps
@@ -16,6 +17,9 @@ import click
 
 from mriscan import __version__
 from mriscan.errors import MriscanError
+
+# TensorFlow's C++ start-up chatter (CUDA probes, CPU features) would drown the progress lines.
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 EXIT_OK = 0
 EXIT_FATAL = 1

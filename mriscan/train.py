@@ -76,6 +76,7 @@ def train_model(
     tracker = _BestAuroc(x_val, y_val, config.patience, on_epoch)
     history = model.fit(
         dataset,
+        shuffle=False,  # the tf.data pipeline shuffles, with the run's seed
         epochs=config.epochs,
         class_weight=class_weights(y_train),
         callbacks=[tracker],

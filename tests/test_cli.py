@@ -1,0 +1,120 @@
+"""End-to-end CLI tests: fit a tiny model in seconds, scan, dedup; exit codes and file contents."""
+
+from __future__ import annotations
+
+import csv
+import json
+import subprocess
+import sys
+
+import pytest
+from click.testing import CliRunner
+
+from conftest import brain_like
+from mriscan import __version__
+from mriscan.cli import EXIT_FATAL, EXIT_OK, EXIT_UNREADABLE, cli
+from mriscan.results import COLUMNS
+
+
+@pytest.fixture(scope="module")
+def fitted(tmp_path_factory):
+    """A model fitted through the CLI on a tiny synthetic class-folder set (1 epoch, 64 px)."""
+    import cv2
+
+    root = tmp_path_factory.mktemp("fit")
+    for i in range(30):
+        for label, lesion, offset in (("yes", True, 0), ("no", False, 1000)):
+            path = root / "data" / label / f"{label}{i}.png"
+            path.parent.mkdir(parents=True, exist_ok=True)
+            cv2.imwrite(str(path), brain_like(offset + i, lesion=lesion))
+    out = root / "model"
+    result = CliRunner().invoke(cli, ["fit", str(root / "data"), "--out", str(out), "--epochs", "2",
+                                      "--image-size", "64", "--workers", "1", "--seed", "3"])
+    assert result.exit_code == EXIT_OK, result.output + repr(result.exception)
+    return out, result
+
+
+def _rows(path):
+    with open(path, newline="") as handle:
+        return list(csv.DictReader(handle))
+
+
+def test_help_and_version_do_not_import_tensorflow():
+    code = ("import sys; from click.testing import CliRunner; from mriscan.cli import cli; "
+            "r = CliRunner().invoke(cli, ['--help']); assert r.exit_code == 0, r.output; "
+            "assert 'tensorflow' not in sys.modules and 'keras' not in sys.modules, 'heavy import'")
+    subprocess.run([sys.executable, "-c", code], check=True)
+    result = CliRunner().invoke(cli, ["--version"])
+    assert result.exit_code == 0 and __version__ in result.output
+
+
+def test_fit_writes_a_complete_bundle(fitted):
+    out, result = fitted
+    assert {"model.keras", "model.json", "metrics.json", "training_curves.png", "confusion_matrix.png",
+            "roc_curve.png"} <= {p.name for p in out.iterdir()}
+    card = json.loads((out / "model.json").read_text())
+    for field in ("model_id", "created", "mriscan_version", "architecture", "input_size", "preprocessing",
+                  "class_names", "threshold", "review_threshold", "data", "metrics"):
+        assert field in card
+    assert card["input_size"] == 64 and card["review_threshold"] <= card["threshold"]
+    assert card["data"]["files_found"] == 60
+    for split in ("validation", "test"):
+        assert {"accuracy", "sensitivity", "specificity", "auroc", "confusion_matrix"} <= set(card["metrics"][split])
+    assert "test" in result.output and "validation" in result.output
+
+
+def test_fit_refuses_to_replace_a_bundle(fitted, tmp_path):
+    out, _ = fitted
+    result = CliRunner().invoke(cli, ["fit", str(out.parent / "data"), "--out", str(out), "--epochs", "1"])
+    assert result.exit_code == EXIT_FATAL and "--overwrite" in result.output
+
+
+def test_fit_reports_unknown_class_folders(tmp_path):
+    (tmp_path / "d" / "maybe").mkdir(parents=True)
+    result = CliRunner().invoke(cli, ["fit", str(tmp_path / "d"), "--out", str(tmp_path / "m")])
+    assert result.exit_code == EXIT_FATAL and "maybe" in result.output
+
+
+def test_scan_exit_codes_and_rows(fitted, tmp_path, write_png):
+    model, _ = fitted
+    incoming = tmp_path / "in"
+    write_png(incoming / "a.png", brain_like(7, lesion=True))
+    write_png(incoming / "b.jpg", brain_like(8))
+    out = tmp_path / "results.csv"
+    runner = CliRunner()
+    result = runner.invoke(cli, ["scan", str(incoming), "--out", str(out), "--model", str(model), "--workers", "1"])
+    assert result.exit_code == EXIT_OK, result.output
+    rows = _rows(out)
+    assert list(rows[0]) == list(COLUMNS) and [r["path"] for r in rows] == ["a.png", "b.jpg"]
+    (incoming / "c.png").write_bytes(b"\x89PNG\r\n\x1a\n")
+    again = runner.invoke(cli, ["scan", str(incoming), "--out", str(out), "--model", str(model), "--resume"])
+    assert again.exit_code == EXIT_UNREADABLE
+    assert [r["path"] for r in _rows(out)] == ["a.png", "b.jpg", "c.png"]
+    refused = runner.invoke(cli, ["scan", str(incoming), "--out", str(out), "--model", str(model)])
+    assert refused.exit_code == EXIT_FATAL and "--resume" in refused.output
+
+
+def test_scan_with_a_bad_model_is_fatal_and_writes_nothing(tmp_path, write_png):
+    write_png(tmp_path / "in" / "a.png", brain_like(1))
+    out = tmp_path / "r.csv"
+    result = CliRunner().invoke(cli, ["scan", str(tmp_path / "in"), "--out", str(out), "--model", str(tmp_path)])
+    assert result.exit_code == EXIT_FATAL and "model" in result.output
+    assert not out.exists() and not (tmp_path / "r.csv.lock").exists()
+
+
+def test_scan_usage_error(tmp_path):
+    result = CliRunner().invoke(cli, ["scan", str(tmp_path), "--out", "x.csv", "--resume", "--overwrite"])
+    assert result.exit_code == 2
+
+
+def test_dedup_lists_copies(tmp_path, write_png):
+    image = brain_like(4)
+    write_png(tmp_path / "d" / "a.png", image)
+    write_png(tmp_path / "d" / "copy.png", image)
+    write_png(tmp_path / "d" / "other.png", brain_like(5))
+    out = tmp_path / "dups.csv"
+    result = CliRunner().invoke(cli, ["dedup", str(tmp_path / "d"), "--out", str(out), "--workers", "1"])
+    assert result.exit_code == EXIT_OK, result.output
+    rows = {r["path"]: r for r in _rows(out)}
+    assert rows["a.png"]["group_id"] == rows["copy.png"]["group_id"] != rows["other.png"]["group_id"]
+    assert rows["copy.png"]["kind"] == "exact" and rows["copy.png"]["kept"] == "a.png"
