@@ -45,6 +45,9 @@ class LoadedImage:
 
 
 def _sha256_or_empty(path: Path) -> str:
+    # Only regular files: reading a named pipe with an image name would block the batch.
+    if not path.is_file():
+        return ""
     try:
         return file_sha256(path)
     except OSError:

@@ -1,0 +1,117 @@
+"""Which files under a folder are candidate images.
+
+A file is a candidate when its extension is a known image or DICOM extension (in any case), or
+when it carries the DICOM Part 10 marker ``DICM`` at byte 128 whatever its name (scanners and
+PACS exports often write extension-less files). Candidates are only *candidates*: a damaged,
+unreadable or dangling file is still listed so that it gets an error row later instead of being
+silently missed.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from mriscan.errors import InputFolderError
+
+IMAGE_EXTENSIONS = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff"})
+DICOM_EXTENSIONS = frozenset({".dcm", ".dicom"})
+
+_DICOM_MARKER = b"DICM"
+_DICOM_MARKER_OFFSET = 128
+
+
+def find_candidates(root: Path) -> list[Path]:
+    """List the candidate image files under ``root``, recursively.
+
+    Symbolic links to folders are not walked into (so a link loop cannot make the walk endless);
+    symbolic links to files are listed, even dangling ones with an image extension.
+
+    Parameters
+    ----------
+    root : folder to search.
+
+    Returns
+    -------
+    Absolute paths of the candidates, sorted by their path relative to ``root`` (posix form).
+
+    Raises
+    ------
+    InputFolderError
+        If ``root`` does not exist or is not a folder.
+
+    Examples
+    --------
+    >>> find_candidates(Path("incoming"))  # doctest: +SKIP
+    [PosixPath('/data/incoming/a.png'), PosixPath('/data/incoming/sub/IM0001')]
+    """
+    top = _checked_root(root)
+    candidates = [
+        Path(folder) / name
+        for folder, _subfolders, names in os.walk(top, followlinks=False)
+        for name in names
+        if _is_candidate(Path(folder) / name)
+    ]
+    return sorted(candidates, key=lambda path: relative_posix(path, top))
+
+
+def relative_posix(path: Path, root: Path) -> str:
+    """Return ``path`` relative to ``root`` with forward slashes (the CSV ``path`` column).
+
+    Parameters
+    ----------
+    path : a path inside ``root``.
+    root : the scanned folder.
+
+    Returns
+    -------
+    The relative path in posix form.
+
+    Raises
+    ------
+    ValueError
+        If ``path`` is not inside ``root``.
+
+    Examples
+    --------
+    >>> relative_posix(Path("/data/in/sub/a.png"), Path("/data/in"))
+    'sub/a.png'
+    """
+    absolute_path = Path(os.path.abspath(path))
+    absolute_root = Path(os.path.abspath(root))
+    return absolute_path.relative_to(absolute_root).as_posix()
+
+
+def _is_candidate(path: Path) -> bool:
+    """Tell whether one file is a candidate: a known extension, else the DICOM marker."""
+    if path.suffix.lower() in IMAGE_EXTENSIONS | DICOM_EXTENSIONS:
+        return True
+    return _has_dicom_marker(path)
+
+
+def _checked_root(root: Path) -> Path:
+    """Return ``root`` as an absolute path, or raise if it is not an existing folder."""
+    top = Path(os.path.abspath(root))
+    if not top.exists():
+        raise InputFolderError(
+            f"Input folder not found: {top}. Check the path, and that the network share or "
+            "drive holding it is mounted, then run again."
+        )
+    if not top.is_dir():
+        raise InputFolderError(
+            f"Input path is not a folder: {top}. Pass the folder that holds the images, not a single file."
+        )
+    return top
+
+
+def _has_dicom_marker(path: Path) -> bool:
+    """Tell whether a regular file has ``DICM`` at byte 128; unreadable files count as no."""
+    try:
+        # is_file() is False for FIFOs and devices, which a read could block on.
+        if not path.is_file():
+            return False
+        with open(path, "rb") as handle:
+            head = handle.read(_DICOM_MARKER_OFFSET + len(_DICOM_MARKER))
+    except OSError:
+        return False
+    return head[_DICOM_MARKER_OFFSET:] == _DICOM_MARKER
