@@ -165,6 +165,46 @@ def dedup(data_dir: Path, out: Path, overwrite: bool, image_size: int, workers: 
     click.echo(summary)
 
 
+_PLANES = ("axial", "coronal", "sagittal")
+_CONTRASTS = ("t1", "t1ce", "t2", "flair")
+
+
+@cli.command(epilog=EXIT_CODES_HELP)
+@click.argument("out_dir", type=click.Path(file_okay=False, path_type=Path))
+@click.option("--n", "count", type=click.IntRange(1), required=True, help="Number of images to write.")
+@click.option("--seed", type=int, default=2021, show_default=True, help="Same seed and options: same bytes.")
+@click.option("--plane", "planes", type=click.Choice(_PLANES), multiple=True,
+              help="Planes to cut (repeatable; default: all).")
+@click.option("--contrast", "contrasts", type=click.Choice(_CONTRASTS), multiple=True,
+              help="Contrasts to render (repeatable; default: all).")
+@click.option("--lesion-fraction", type=click.FloatRange(0.0, 1.0), default=0.5, show_default=True)
+@click.option("--paired", is_flag=True, help="Write every slice with and without its lesion (n must be even).")
+@click.option("--from-healthy", type=click.Path(exists=True, file_okay=False, path_type=Path), default=None,
+              help="Draw lesions into real healthy slices from this folder instead of the template.")
+@click.option("--format", "image_format", type=click.Choice(["png", "jpg"]), default="png", show_default=True)
+@click.option("--size-range", type=(click.IntRange(32), click.IntRange(32)), default=(160, 512), show_default=True,
+              help="Smallest and largest image side in pixels (template mode).")
+@click.option("--overwrite", is_flag=True, help="Replace a non-empty OUT_DIR.")
+@_WORKERS
+@_fatal_on_mriscan_error
+def synth(out_dir: Path, count: int, seed: int, planes: tuple[str, ...], contrasts: tuple[str, ...],
+          lesion_fraction: float, paired: bool, from_healthy: Path | None, image_format: str,
+          size_range: tuple[int, int], overwrite: bool, workers: int) -> None:
+    """Write synthetic brain MRI slices (healthy and with lesions) into OUT_DIR.
+
+    Writes yes/ and no/ class folders that fit reads directly, masks/ with each lesion's mask, and
+    manifest.csv (origin, plane, contrast, lesion bounding box). Synthetic data, not patient images.
+    """
+    from mriscan.synth import generate_dataset
+
+    summary = generate_dataset(out_dir, count, seed, planes=planes or _PLANES, contrasts=contrasts or _CONTRASTS,
+                               lesion_fraction=lesion_fraction, paired=paired, from_healthy=from_healthy,
+                               workers=workers, image_format=image_format, size_range=size_range,
+                               overwrite=overwrite)
+    click.echo(f"wrote {summary.images} images ({summary.tumour} with lesions, {summary.healthy} healthy) "
+               f"to {summary.out_dir} in {summary.seconds:.1f} s")
+
+
 def _load_model(model_dir: Path | None):
     from mriscan.model import load_bundle
 

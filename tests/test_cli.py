@@ -118,3 +118,18 @@ def test_dedup_lists_copies(tmp_path, write_png):
     rows = {r["path"]: r for r in _rows(out)}
     assert rows["a.png"]["group_id"] == rows["copy.png"]["group_id"] != rows["other.png"]["group_id"]
     assert rows["copy.png"]["kind"] == "exact" and rows["copy.png"]["kept"] == "a.png"
+
+
+def test_synth_writes_class_folders_that_fit_reads(tmp_path):
+    pytest.importorskip("nilearn")
+    out = tmp_path / "synth"
+    result = CliRunner().invoke(cli, ["synth", str(out), "--n", "6", "--seed", "5", "--workers", "1",
+                                      "--size-range", "96", "128"])
+    assert result.exit_code == EXIT_OK, result.output
+    from mriscan.dataset import find_labelled_files
+
+    files = find_labelled_files([out])
+    assert len(files) == 6 and {f.label for f in files} == {0, 1}
+    assert (out / "manifest.csv").exists() and any((out / "masks").iterdir())
+    again = CliRunner().invoke(cli, ["synth", str(out), "--n", "6"])
+    assert again.exit_code == EXIT_FATAL
