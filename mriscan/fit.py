@@ -91,7 +91,17 @@ def run_fit(options: FitOptions, progress: FitProgress) -> dict[str, Any]:
     def write_extras(folder: Path) -> None:
         _write_metrics_and_plots(folder, card, result.history, evaluation)
 
-    return save_bundle(result.model, card, options.out_dir, overwrite=options.overwrite, write_extras=write_extras)
+    return save_bundle(_inference_copy(result.model, options), card, options.out_dir, overwrite=options.overwrite,
+                       write_extras=write_extras)
+
+
+def _inference_copy(model: Any, options: FitOptions) -> Any:
+    """The trained weights in a fresh, uncompiled network: the bundle carries no optimizer state."""
+    from mriscan.architectures import build_model
+
+    clean = build_model(options.arch, options.preprocessing.image_size, seed=options.seed)
+    clean.set_weights(model.get_weights())
+    return clean
 
 
 def _load_and_deduplicate(files: list[LabelledFile], options: FitOptions, progress: FitProgress) -> _Dataset:
@@ -107,17 +117,20 @@ def _load_and_deduplicate(files: list[LabelledFile], options: FitOptions, progre
     thumbnails = np.stack([thumbnail(r.model_input) for r in readable])
     groups = find_duplicate_groups([r.sha256 for r in readable], thumbnails)
     labels = np.array([label_of[r.path] for r in readable])
+    # Near copies with different labels differ in what matters (a lesion, e.g. synth's paired
+    # twins): all are kept, and their shared group keeps them in one split.
     conflicted = _label_conflicts(groups.group_ids, labels)
-    keep = ~groups.removed() & ~conflicted
-    kinds = Counter(k for k, removed in zip(groups.kinds, groups.removed(), strict=True) if removed)
+    removed = groups.removed() & ~conflicted
+    keep = ~removed
+    kinds = Counter(k for k, r in zip(groups.kinds, removed, strict=True) if r)
     kept_records = [r for r, k in zip(readable, keep, strict=True) if k]
     counts = {
         "files_found": len(files),
         "unreadable": len(records) - len(readable),
         "images_read": len(readable),
-        "duplicates_removed": int(groups.removed().sum()),
+        "duplicates_removed": int(removed.sum()),
         "duplicates_by_kind": dict(kinds),
-        "label_conflicts_removed": int((conflicted & ~groups.removed()).sum()),
+        "mixed_label_groups_kept": int(len(np.unique(groups.group_ids[conflicted]))),
         "images_used": int(keep.sum()),
         "by_source": dict(Counter(f"{source_of[r.path]}/{CLASS_NAMES[label_of[r.path]]}" for r in kept_records)),
     }
@@ -131,7 +144,7 @@ def _load_and_deduplicate(files: list[LabelledFile], options: FitOptions, progre
 
 
 def _label_conflicts(group_ids: np.ndarray, labels: np.ndarray) -> np.ndarray:
-    """Images whose duplicate group holds both labels: the same picture cannot teach both answers."""
+    """Images whose duplicate group holds both labels."""
     mixed = {g for g in np.unique(group_ids) if len(np.unique(labels[group_ids == g])) > 1}
     return np.isin(group_ids, list(mixed))
 

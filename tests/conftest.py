@@ -2,17 +2,66 @@
 
 from __future__ import annotations
 
+import io
 import os
 from pathlib import Path
 
 import cv2
 import numpy as np
+import pydicom  # noqa: F401  (the DICOM fixture builder below needs it)
 import pytest
+from pydicom.dataset import Dataset, FileMetaDataset
+from pydicom.uid import ExplicitVRLittleEndian, MRImageStorage, generate_uid
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 REPO = Path(__file__).resolve().parent.parent
 SHARED_DATA = REPO.parent / "shared" / "data"
+
+PATIENT_NAME = "Doe^Jane"
+PATIENT_ID = "PID-8675309"
+PATIENT_BIRTH_DATE = "19700101"
+PATIENT_VALUES = (PATIENT_NAME, PATIENT_ID, PATIENT_BIRTH_DATE, "Doe", "Jane")
+
+
+def dicom_bytes(
+    stored: np.ndarray,
+    *,
+    bits_stored: int,
+    photometric: str = "MONOCHROME2",
+    **attributes: object,
+) -> bytes:
+    """A Part 10 DICOM file (Explicit VR Little Endian) holding ``stored`` and a patient name.
+
+    ``stored`` is (rows, columns), (frames, rows, columns) with ``NumberOfFrames`` given, or
+    (rows, columns, 3) for RGB.
+    """
+    dataset = Dataset()
+    dataset.file_meta = FileMetaDataset()
+    dataset.file_meta.TransferSyntaxUID = ExplicitVRLittleEndian
+    dataset.file_meta.MediaStorageSOPClassUID = MRImageStorage
+    dataset.file_meta.MediaStorageSOPInstanceUID = dataset.SOPInstanceUID = generate_uid()
+    dataset.SOPClassUID = MRImageStorage
+    dataset.StudyInstanceUID, dataset.SeriesInstanceUID = generate_uid(), generate_uid()
+    dataset.PatientName, dataset.PatientID = PATIENT_NAME, PATIENT_ID
+    dataset.PatientBirthDate = PATIENT_BIRTH_DATE
+    dataset.Modality = "MR"
+    colour = photometric == "RGB"
+    dataset.Rows, dataset.Columns = stored.shape[-3:-1] if colour else stored.shape[-2:]
+    dataset.SamplesPerPixel = 3 if colour else 1
+    if colour:
+        dataset.PlanarConfiguration = 0
+    dataset.PhotometricInterpretation = photometric
+    dataset.BitsAllocated = stored.dtype.itemsize * 8
+    dataset.BitsStored, dataset.HighBit = bits_stored, bits_stored - 1
+    dataset.PixelRepresentation = int(np.issubdtype(stored.dtype, np.signedinteger))
+    for keyword, value in attributes.items():
+        setattr(dataset, keyword, value)
+    if stored.size:
+        dataset.PixelData = stored.astype(stored.dtype.newbyteorder("<")).tobytes()
+    buffer = io.BytesIO()
+    dataset.save_as(buffer, enforce_file_format=True)
+    return buffer.getvalue()
 
 
 def brain_like(seed: int, size: tuple[int, int] = (180, 160), lesion: bool = False) -> np.ndarray:

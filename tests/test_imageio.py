@@ -14,11 +14,11 @@ import cv2
 import numpy as np
 import pydicom
 import pytest
+from conftest import PATIENT_VALUES
+from conftest import dicom_bytes as _dicom_bytes
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from pydicom.data import get_testdata_file
-from pydicom.dataset import Dataset, FileMetaDataset
-from pydicom.uid import ExplicitVRLittleEndian, MRImageStorage, generate_uid
 
 from mriscan.errors import ImageTooLargeError, UnreadableImageError
 from mriscan.imageio import (
@@ -29,12 +29,6 @@ from mriscan.imageio import (
     decode_bytes,
     read_image,
 )
-
-PATIENT_NAME = "Doe^Jane"
-PATIENT_ID = "PID-8675309"
-PATIENT_BIRTH_DATE = "19700101"
-PATIENT_VALUES = (PATIENT_NAME, PATIENT_ID, PATIENT_BIRTH_DATE, "Doe", "Jane")
-
 
 # --- Fixture builders -------------------------------------------------------------------------
 
@@ -70,46 +64,6 @@ def _png_by_hand(width: int, height: int, colour_type: int, rows: bytes, palette
         chunks += _png_chunk(b"PLTE", palette)
     chunks += _png_chunk(b"IDAT", zlib.compress(rows, 9)) + _png_chunk(b"IEND", b"")
     return b"\x89PNG\r\n\x1a\n" + chunks
-
-
-def _dicom_bytes(
-    stored: np.ndarray,
-    *,
-    bits_stored: int,
-    photometric: str = "MONOCHROME2",
-    **attributes: object,
-) -> bytes:
-    """A Part 10 DICOM file (Explicit VR Little Endian) holding ``stored`` and a patient name.
-
-    ``stored`` is (rows, columns), (frames, rows, columns) with ``NumberOfFrames`` given, or
-    (rows, columns, 3) for RGB.
-    """
-    dataset = Dataset()
-    dataset.file_meta = FileMetaDataset()
-    dataset.file_meta.TransferSyntaxUID = ExplicitVRLittleEndian
-    dataset.file_meta.MediaStorageSOPClassUID = MRImageStorage
-    dataset.file_meta.MediaStorageSOPInstanceUID = dataset.SOPInstanceUID = generate_uid()
-    dataset.SOPClassUID = MRImageStorage
-    dataset.StudyInstanceUID, dataset.SeriesInstanceUID = generate_uid(), generate_uid()
-    dataset.PatientName, dataset.PatientID = PATIENT_NAME, PATIENT_ID
-    dataset.PatientBirthDate = PATIENT_BIRTH_DATE
-    dataset.Modality = "MR"
-    colour = photometric == "RGB"
-    dataset.Rows, dataset.Columns = stored.shape[-3:-1] if colour else stored.shape[-2:]
-    dataset.SamplesPerPixel = 3 if colour else 1
-    if colour:
-        dataset.PlanarConfiguration = 0
-    dataset.PhotometricInterpretation = photometric
-    dataset.BitsAllocated = stored.dtype.itemsize * 8
-    dataset.BitsStored, dataset.HighBit = bits_stored, bits_stored - 1
-    dataset.PixelRepresentation = int(np.issubdtype(stored.dtype, np.signedinteger))
-    for keyword, value in attributes.items():
-        setattr(dataset, keyword, value)
-    if stored.size:
-        dataset.PixelData = stored.astype(stored.dtype.newbyteorder("<")).tobytes()
-    buffer = io.BytesIO()
-    dataset.save_as(buffer, enforce_file_format=True)
-    return buffer.getvalue()
 
 
 def _only(images: list[DecodedImage]) -> DecodedImage:

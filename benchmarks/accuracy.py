@@ -1,0 +1,175 @@
+"""Accuracy figures of model bundles on proxies for unseen data, and the shortcut audit.
+
+    python benchmarks/accuracy.py --train --work /tmp/mriscan-accuracy      # train the variants, then measure
+    python benchmarks/accuracy.py --model models/default --model /tmp/x     # measure existing bundles
+
+For each bundle it prints one table row:
+- Br35H grouped test split (from the bundle's card: same seed, same dedup, same split for every
+  variant trained on Br35H);
+- figshare tumours (another source; sensitivity at the threshold, and predicted-or-flagged), when
+  figshare was not in the bundle's training data;
+- synthetic slices of a plane held out from training (sagittal, all four contrasts, half with
+  lesions): AUROC, sensitivity and specificity at the threshold;
+- synthetic healthy specificity per contrast.
+and, once, the shortcut audit: a logistic regression on image statistics alone (size, aspect,
+intensity) predicting Br35H's label, before and after mriscan's preprocessing (5-fold AUROC).
+
+The variants (``--train``) are the recipes the README compares; each is one ``mriscan fit`` call.
+Training all of them takes about an hour on 2 cores.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+
+REPO = Path(__file__).resolve().parents[1]
+DATA = REPO.parent / "shared" / "data"
+SEED = 2021
+
+
+def variants(work: Path) -> dict[str, list[str]]:
+    """name -> the data folders and options of ``mriscan fit`` for each compared recipe."""
+    synth_ac = str(work / "synth_axial_coronal")
+    br35h, figshare = str(DATA / "br35h"), str(DATA / "figshare")
+    return {
+        "seed net, Br35H": [br35h, "--arch", "seed"],
+        "compact, Br35H": [br35h],
+        "compact, Br35H + synthetic paired (axial, coronal)": [br35h, synth_ac],
+        "compact, Br35H + synthetic paired + figshare": [br35h, synth_ac, figshare],
+    }
+
+
+def make_synthetic(work: Path) -> None:
+    """Synthetic sets: paired axial+coronal for training, sagittal held out for testing."""
+    jobs = [("synth_axial_coronal", ["--n", "3000", "--seed", "11", "--plane", "axial", "--plane", "coronal",
+                                     "--paired"]),
+            ("synth_sagittal_test", ["--n", "600", "--seed", "12", "--plane", "sagittal"])]
+    for name, options in jobs:
+        if not (work / name / "manifest.csv").exists():
+            subprocess.run([sys.executable, "-m", "mriscan", "synth", str(work / name), *options], check=True)
+
+
+def train(work: Path, epochs: int) -> list[Path]:
+    """Train every variant not trained yet; return their bundle folders."""
+    bundles = []
+    for index, (name, args) in enumerate(variants(work).items()):
+        out = work / f"model_{index}"
+        if not (out / "model.json").exists():
+            print(f"training: {name}", flush=True)
+            subprocess.run([sys.executable, "-m", "mriscan", "fit", *args, "--out", str(out), "--epochs", str(epochs),
+                            "--seed", str(SEED)], check=True)
+        bundles.append(out)
+    return bundles
+
+
+def measure(bundle_dir: Path, work: Path) -> dict:
+    """Every proxy figure of one bundle."""
+    from mriscan.evaluate import predict_folders
+    from mriscan.model import load_bundle
+
+    bundle = load_bundle(bundle_dir)
+    card = bundle.card
+    row = {"model": str(bundle_dir), "architecture": card["architecture"],
+           "data": ", ".join(Path(d).name for d in card["data"]["data_dirs"]), "br35h_test": card["metrics"]["test"]}
+    if "figshare" not in row["data"] and (DATA / "figshare").exists():
+        fig = predict_folders(bundle, [DATA / "figshare"])
+        row["figshare_sensitivity"] = float((fig.probability >= bundle.threshold).mean())
+        row["figshare_caught"] = float((fig.probability >= bundle.review_threshold).mean())
+    sagittal = work / "synth_sagittal_test"
+    if sagittal.exists():
+        from mriscan.evaluate import summarise
+
+        pred = predict_folders(bundle, [sagittal])
+        row["synthetic_sagittal"] = summarise(pred.labels, pred.probability, bundle, resamples=200)
+        row["synthetic_healthy_spec_by_contrast"] = _specificity_by_contrast(pred, bundle, sagittal)
+    return row
+
+
+def _specificity_by_contrast(pred, bundle, folder: Path) -> dict[str, float]:
+    import csv
+
+    with open(folder / "manifest.csv", newline="") as handle:
+        contrast_of = {row["file"]: row["contrast"] for row in csv.DictReader(handle)}
+    result = {}
+    names = np.array([contrast_of.get(f"{p.parent.name}/{p.name}", contrast_of.get(p.name, "?")) for p in pred.paths])
+    for contrast in sorted(set(names)):
+        healthy = (names == contrast) & (pred.labels == 0)
+        if healthy.any():
+            result[contrast] = round(float((pred.probability[healthy] < bundle.threshold).mean()), 3)
+    return result
+
+
+def shortcut_audit(limit: int = 3000) -> dict[str, float]:
+    """5-fold AUROC of a logistic regression on image statistics alone, raw vs preprocessed."""
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.model_selection import cross_val_score
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    from mriscan.dataset import find_labelled_files
+    from mriscan.imageio import read_image
+    from mriscan.preprocess import preprocess
+
+    files = find_labelled_files([DATA / "br35h"])[:limit]
+    raw, processed, labels = [], [], []
+    for f in files:
+        pixels = read_image(f.path)[0].pixels
+        model_input = preprocess(pixels)[..., 0]
+        height, width = pixels.shape
+        raw.append([height, width, width / height, pixels.mean(), pixels.std(), (pixels > 10).mean()])
+        content = model_input > 0.02
+        rows, cols = np.flatnonzero(content.any(1)), np.flatnonzero(content.any(0))
+        extent = (rows[-1] - rows[0] + 1, cols[-1] - cols[0] + 1) if len(rows) else (0, 0)
+        processed.append([extent[0], extent[1], extent[1] / max(extent[0], 1), model_input.mean(),
+                          model_input.std(), content.mean()])
+        labels.append(f.label)
+    model = make_pipeline(StandardScaler(), LogisticRegression(max_iter=1000))
+    score = {}
+    for name, features in (("raw image statistics", raw), ("after preprocessing", processed)):
+        auroc = cross_val_score(model, np.array(features), np.array(labels), cv=5, scoring="roc_auc")
+        score[name] = round(float(auroc.mean()), 3)
+    return score
+
+
+def print_table(rows: list[dict]) -> None:
+    print("| model | data | Br35H test AUROC | sens / spec | figshare sens (caught) | synthetic sagittal AUROC "
+          "| sens / spec | synthetic healthy spec by contrast |")
+    print("|---|---|---|---|---|---|---|---|")
+    for r in rows:
+        t, s = r["br35h_test"], r.get("synthetic_sagittal", {})
+        fig = f"{r['figshare_sensitivity']:.3f} ({r['figshare_caught']:.3f})" if "figshare_sensitivity" in r else "trained on it"
+        print(f"| {r['architecture']} | {r['data']} | {t['auroc']} | {t['sensitivity']} / {t['specificity']} | {fig} "
+              f"| {s.get('auroc')} {s.get('auroc_ci95', '')} | {s.get('sensitivity')} / {s.get('specificity')} "
+              f"| {r.get('synthetic_healthy_spec_by_contrast', {})} |")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--model", type=Path, action="append", default=[])
+    parser.add_argument("--work", type=Path, default=Path("/tmp/mriscan-accuracy"))
+    parser.add_argument("--train", action="store_true", help="train the compared variants first")
+    parser.add_argument("--epochs", type=int, default=30)
+    parser.add_argument("--json", type=Path, default=None, help="also write the figures here")
+    args = parser.parse_args()
+    if not (DATA / "br35h").exists():
+        print(f"no data at {DATA}; skipping")
+        return
+    args.work.mkdir(parents=True, exist_ok=True)
+    make_synthetic(args.work)
+    bundles = list(args.model) + (train(args.work, args.epochs) if args.train else [])
+    rows = [measure(b, args.work) for b in bundles]
+    print_table(rows)
+    audit = shortcut_audit()
+    print(f"\nshortcut audit (5-fold AUROC of statistics alone on Br35H labels): {audit}")
+    if args.json:
+        args.json.write_text(json.dumps({"rows": rows, "shortcut_audit": audit}, indent=1, default=str))
+
+
+if __name__ == "__main__":
+    main()
