@@ -165,6 +165,39 @@ def dedup(data_dir: Path, out: Path, overwrite: bool, image_size: int, workers: 
     click.echo(summary)
 
 
+@cli.command(epilog=EXIT_CODES_HELP)
+@click.argument("target", type=click.Path(exists=True, path_type=Path))
+@_MODEL
+@click.option("--out-dir", type=click.Path(file_okay=False, path_type=Path), default=None,
+              help="Write overlays here, mirroring the input tree (default: beside each image).")
+@click.option("--method", type=click.Choice(["lime", "gradcam"]), default="lime", show_default=True)
+@click.option("--samples", "--num-samples", "num_samples", type=click.IntRange(10), default=1000,
+              show_default=True, help="LIME's perturbed images per explanation.")
+@click.option("--all", "all_rows", is_flag=True, help="For a scan CSV: every readable row, not only flagged ones.")
+@click.option("--limit", type=click.IntRange(1), default=None, help="At most N images, most uncertain first.")
+@click.option("--input-root", type=click.Path(exists=True, file_okay=False, path_type=Path), default=None,
+              help="For a scan CSV: the INPUT_DIR that was scanned; the CSV's path column is relative to it. "
+                   "Default: the CSV's folder.")
+@click.option("--seed", type=int, default=2021, show_default=True, help="Same seed and settings: same overlay bytes.")
+@_WORKERS
+@_fatal_on_mriscan_error
+def explain(target: Path, model_dir: Path | None, out_dir: Path | None, method: str, num_samples: int,
+            all_rows: bool, limit: int | None, input_root: Path | None, seed: int, workers: int) -> None:
+    """Write overlays showing which regions drove each decision, and an index.html to review them.
+
+    TARGET is an image, a folder, or a CSV written by scan (then its flagged rows, unless --all).
+    """
+    from mriscan.explain_batch import run_explain
+
+    summary = run_explain(target, _load_model(model_dir), out_dir=out_dir, method=method, num_samples=num_samples,
+                          all_rows=all_rows, limit=limit, input_root=input_root, seed=seed, workers=workers)
+    click.echo(f"{len(summary.cases)} overlays ({summary.method}), {len(summary.failures)} failed, "
+               f"{summary.error_rows_skipped} unreadable rows skipped; review page: {summary.index_path}")
+    for failure in summary.failures:
+        click.echo(f"  could not explain {failure.display_path}: {failure.reason}", err=True)
+    sys.exit(EXIT_UNREADABLE if summary.failures else EXIT_OK)
+
+
 _PLANES = ("axial", "coronal", "sagittal")
 _CONTRASTS = ("t1", "t1ce", "t2", "flair")
 

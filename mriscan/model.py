@@ -173,6 +173,7 @@ def save_bundle(
     out_dir.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.partial-", dir=out_dir.parent))
     try:
+        staging.chmod(0o777 & ~_current_umask())  # mkdtemp makes it private; a bundle is shared
         model.save(staging / MODEL_FILE)
         card = {**card, "model_id": file_sha256(staging / MODEL_FILE)}
         card.setdefault("created", datetime.now(timezone.utc).isoformat(timespec="seconds"))
@@ -184,6 +185,12 @@ def save_bundle(
         shutil.rmtree(staging, ignore_errors=True)
         raise
     return card
+
+
+def _current_umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
 
 
 def check_bundle_target(out_dir: Path, overwrite: bool) -> None:

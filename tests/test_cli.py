@@ -9,8 +9,8 @@ import sys
 
 import pytest
 from click.testing import CliRunner
-
 from conftest import brain_like
+
 from mriscan import __version__
 from mriscan.cli import EXIT_FATAL, EXIT_OK, EXIT_UNREADABLE, cli
 from mriscan.results import COLUMNS
@@ -133,3 +133,29 @@ def test_synth_writes_class_folders_that_fit_reads(tmp_path):
     assert (out / "manifest.csv").exists() and any((out / "masks").iterdir())
     again = CliRunner().invoke(cli, ["synth", str(out), "--n", "6"])
     assert again.exit_code == EXIT_FATAL
+
+
+def test_explain_from_a_scan_csv_writes_overlays_and_index(fitted, tmp_path, write_png):
+    model, _ = fitted
+    incoming = tmp_path / "in"
+    write_png(incoming / "a.png", brain_like(7, lesion=True))
+    write_png(incoming / "sub" / "b.png", brain_like(8))
+    out = tmp_path / "results.csv"
+    runner = CliRunner()
+    assert runner.invoke(cli, ["scan", str(incoming), "--out", str(out), "--model", str(model),
+                               "--workers", "1"]).exit_code == EXIT_OK
+    result = runner.invoke(cli, ["explain", str(out), "--model", str(model), "--all", "--input-root", str(incoming),
+                                 "--out-dir", str(tmp_path / "review"), "--method", "gradcam"])
+    assert result.exit_code == EXIT_OK, result.output
+    assert (tmp_path / "review" / "a.png.gradcam.png").exists()
+    assert (tmp_path / "review" / "sub" / "b.png.gradcam.png").exists()
+    index = (tmp_path / "review" / "index.html").read_text()
+    assert "a.png.gradcam.png" in index and "sub/b.png.gradcam.png" in index
+
+
+def test_explain_one_image_with_lime_beside_it(fitted, tmp_path, write_png):
+    model, _ = fitted
+    image = write_png(tmp_path / "one" / "x.png", brain_like(9, lesion=True))
+    result = CliRunner().invoke(cli, ["explain", str(image), "--model", str(model), "--samples", "100"])
+    assert result.exit_code == EXIT_OK, result.output
+    assert (tmp_path / "one" / "x.png.lime.png").stat().st_size > 1000
