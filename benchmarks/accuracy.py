@@ -143,7 +143,9 @@ def print_table(rows: list[dict]) -> None:
     print("|---|---|---|---|---|---|---|---|")
     for r in rows:
         t, s = r["br35h_test"], r.get("synthetic_sagittal", {})
-        fig = f"{r['figshare_sensitivity']:.3f} ({r['figshare_caught']:.3f})" if "figshare_sensitivity" in r else "trained on it"
+        fig = "trained on it"
+        if "figshare_sensitivity" in r:
+            fig = f"{r['figshare_sensitivity']:.3f} ({r['figshare_caught']:.3f})"
         print(f"| {r['architecture']} | {r['data']} | {t['auroc']} | {t['sensitivity']} / {t['specificity']} | {fig} "
               f"| {s.get('auroc')} {s.get('auroc_ci95', '')} | {s.get('sensitivity')} / {s.get('specificity')} "
               f"| {r.get('synthetic_healthy_spec_by_contrast', {})} |")

@@ -46,7 +46,7 @@ def flag_result(
     details: list[str] = []
     if review_threshold <= probability < threshold:
         codes.append("near_threshold")
-        details.append(f"probability {probability:.3f} within the review band [{review_threshold:.3f}, {threshold:.3f})")
+        details.append(f"probability {probability:.3f} in the review band [{review_threshold:.3f}, {threshold:.3f})")
     if record.low_quality:
         codes.append("low_quality")
         details.extend(record.low_quality)

@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
-
 from conftest import brain_like
+
 from mriscan.preprocess import PreprocessConfig, head_mask, preprocess
 
 

@@ -1,6 +1,6 @@
 import numpy as np
-
 from conftest import brain_like
+
 from mriscan.preprocess import preprocess
 from mriscan.quality import input_statistics, low_quality_reasons, training_ranges, unusual_reasons
 

@@ -1,8 +1,8 @@
 import csv
 
 import pytest
-
 from conftest import brain_like
+
 from mriscan.errors import OutputError
 from mriscan.model import load_bundle
 from mriscan.scan import ScanOptions, prepare_output, run_scan

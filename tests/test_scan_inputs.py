@@ -11,8 +11,8 @@ import cv2
 import numpy as np
 import pytest
 from click.testing import CliRunner
-
 from conftest import PATIENT_VALUES, brain_like, dicom_bytes
+
 from mriscan.cli import EXIT_FATAL, EXIT_OK, EXIT_UNREADABLE, cli
 from mriscan.results import COLUMNS, UID_COLUMNS, ResultsWriter
 
