@@ -26,7 +26,6 @@ and 2 of them exceed 0.96. Of the copies that pass 0.96, 97% are within 16 dHash
 
 from __future__ import annotations
 
-import itertools
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import NamedTuple
@@ -361,9 +360,10 @@ class _MultiIndex:
                 bucket.append(row)
 
     def candidates(self, keys: list[int]) -> np.ndarray:
-        buckets = [self._buckets[key] for key in keys if key in self._buckets]
-        rows = np.fromiter(itertools.chain.from_iterable(buckets), dtype=np.intp)
-        return np.unique(rows)
+        found: set[int] = set()
+        for key in keys:
+            found.update(self._buckets.get(key, ()))
+        return np.sort(np.fromiter(found, dtype=np.intp, count=len(found)))
 
 
 def _matches(

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import io
 import stat
+import os
 import struct
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
@@ -188,7 +189,9 @@ def _read_file(path: Path, max_pixels: int) -> bytes:
                 "Move it out of the input folder, then rescan."
             )
         with open(path, "rb") as handle:
-            data = handle.read(limit + 1)
+            # Read what the file holds (checked against the limit below), not a limit-sized buffer.
+            size = os.fstat(handle.fileno()).st_size
+            data = handle.read(min(size, limit) + 1)
     except OSError as error:
         raise UnreadableImageError(f"Cannot read {path}: {_describe_os_error(error, path)}") from error
     if len(data) > limit:

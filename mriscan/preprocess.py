@@ -16,6 +16,8 @@ from dataclasses import asdict, dataclass
 import cv2
 import numpy as np
 
+MASK_SIDE = 128
+
 
 @dataclass(frozen=True)
 class PreprocessConfig:
@@ -37,7 +39,7 @@ class PreprocessConfig:
 
     def to_dict(self) -> dict:
         """Return the settings as a JSON-ready dict (for the model card)."""
-        return {"name": "crop-percentile-letterbox", **asdict(self)}
+        return {"name": "crop-percentile-letterbox", "mask_side": MASK_SIDE, **asdict(self)}
 
     @classmethod
     def from_dict(cls, data: dict) -> PreprocessConfig:
@@ -48,6 +50,10 @@ class PreprocessConfig:
 
 def preprocess(pixels: np.ndarray, config: PreprocessConfig = PreprocessConfig()) -> np.ndarray:
     """Turn one decoded grey image into model input.
+
+    The head is found, and the intensity percentiles measured, on a copy shrunk to
+    ``MASK_SIDE`` pixels: that is fast, and it makes the crop the same for a slice and its
+    rescaled copy, whatever the resolution.
 
     Parameters
     ----------
@@ -67,14 +73,16 @@ def preprocess(pixels: np.ndarray, config: PreprocessConfig = PreprocessConfig()
     grey = np.asarray(pixels, dtype=np.float32)
     if grey.ndim != 2 or min(grey.shape) < 1:
         raise ValueError(f"preprocess expects a 2-D grey image; received shape {grey.shape}")
-    grey = np.nan_to_num(grey, nan=0.0, posinf=0.0, neginf=0.0)
-    unit = _min_max(grey)
-    mask = head_mask(unit)
+    if not np.isfinite(grey).all():
+        grey = np.nan_to_num(grey, nan=0.0, posinf=0.0, neginf=0.0)
+    small = _fit_side(grey, MASK_SIDE)
+    mask = head_mask(_min_max(small))
+    low, high = _percentiles(small, mask, config.low_percentile, config.high_percentile)
     if config.crop_to_head:
         top, bottom, left, right = _bounding_box(mask, config.margin)
-        grey, mask = grey[top:bottom, left:right], mask[top:bottom, left:right]
-    scaled = _percentile_rescale(grey, mask, config.low_percentile, config.high_percentile)
-    return _letterbox(scaled, config.image_size)[..., np.newaxis]
+        grey = grey[_scaled_span(top, bottom, small.shape[0], grey.shape[0]),
+                    _scaled_span(left, right, small.shape[1], grey.shape[1])]
+    return _letterbox(_rescale(grey, low, high), config.image_size)[..., np.newaxis]
 
 
 def head_mask(unit: np.ndarray) -> np.ndarray:
@@ -119,11 +127,29 @@ def _bounding_box(mask: np.ndarray, margin: float) -> tuple[int, int, int, int]:
     )
 
 
-def _percentile_rescale(grey: np.ndarray, mask: np.ndarray, low_pct: float, high_pct: float) -> np.ndarray:
-    inside = grey[mask] if mask.any() else grey.ravel()
+def _fit_side(grey: np.ndarray, side: int) -> np.ndarray:
+    """The image resized so that its longer side is ``side`` pixels (aspect ratio kept)."""
+    height, width = grey.shape
+    scale = side / max(height, width)
+    size = (max(1, int(round(width * scale))), max(1, int(round(height * scale))))
+    return cv2.resize(grey, size, interpolation=cv2.INTER_AREA if scale < 1 else cv2.INTER_LINEAR)
+
+
+def _scaled_span(start: int, stop: int, small_length: int, full_length: int) -> slice:
+    """The slice of the full-resolution axis covered by ``start:stop`` on the shrunk axis."""
+    factor = full_length / small_length
+    return slice(max(0, int(np.floor(start * factor))), min(full_length, int(np.ceil(stop * factor))))
+
+
+def _percentiles(small: np.ndarray, mask: np.ndarray, low_pct: float, high_pct: float) -> tuple[float, float]:
+    inside = small[mask] if mask.any() else small.ravel()
     low, high = np.percentile(inside, [low_pct, high_pct])
     if high - low < 1e-6:
-        low, high = float(grey.min()), float(grey.max())
+        low, high = float(small.min()), float(small.max())
+    return float(low), float(high)
+
+
+def _rescale(grey: np.ndarray, low: float, high: float) -> np.ndarray:
     if high - low < 1e-6:
         return np.zeros_like(grey, dtype=np.float32)
     return np.clip((grey - low) / (high - low), 0.0, 1.0).astype(np.float32)

@@ -31,6 +31,7 @@ class _Bar:
         self.task: Any = None
         self._last_log = 0.0
         self._started = time.monotonic()
+        self._done_at_start = 0
 
     def __enter__(self) -> _Bar:
         self.progress.__enter__()
@@ -39,14 +40,16 @@ class _Bar:
     def __exit__(self, *exc: object) -> None:
         self.progress.__exit__(*exc)
 
-    def begin(self, description: str, total: int) -> None:
-        self._started = time.monotonic()
-        self.task = self.progress.add_task(description, total=total, rate="")
-        self.log(f"{description}: {total} to do")
+    def begin(self, description: str, total: int, done: int = 0) -> None:
+        """Start the clock; ``done`` items (e.g. kept by --resume) do not count towards the rate."""
+        self._started = self._last_log = time.monotonic()
+        self._done_at_start = done
+        self.task = self.progress.add_task(description, total=total, completed=done, rate="")
+        self.log(f"{description}: {total - done} of {total} to do" if done else f"{description}: {total} to do")
 
     def set_done(self, done: int, total: int) -> None:
         elapsed = max(time.monotonic() - self._started, 1e-6)
-        rate = f"{done / elapsed:.1f}/s"
+        rate = f"{(done - self._done_at_start) / elapsed:.1f}/s"
         if self.task is not None:
             self.progress.update(self.task, completed=done, total=total, rate=rate)
         if not self.interactive and time.monotonic() - self._last_log >= LOG_INTERVAL_SECONDS:
@@ -67,7 +70,7 @@ class ScanProgress(_Bar):
 
     def update(self, done: int, total: int) -> None:
         if self.task is None:
-            self.begin("scanning", total)
+            self.begin("scanning", total, done)
         self.set_done(done, total)
 
 
@@ -117,11 +120,12 @@ def print_fit_summary(card: dict[str, Any], out_dir: Path) -> None:
 
 
 def print_scan_summary(summary: Any, out: Path) -> None:
-    """The closing line of a scan."""
-    Console(stderr=True).print(
+    """The closing line of a scan: always one plain line, so cron logs can be grepped."""
+    print(
         f"scanned {summary.scanned}, tumor {summary.tumor}, flagged {summary.flagged}, "
         f"unreadable {summary.unreadable}, skipped (resume) {summary.skipped} in {summary.seconds:.1f} s "
-        f"({summary.files_per_second:.1f} files/s) -> {out}"
+        f"({summary.files_per_second:.1f} files/s) -> {out}",
+        file=sys.stderr, flush=True,
     )
 
 

@@ -79,6 +79,8 @@ def run_scan(
         summary.skipped = len(candidates) - len(todo)
         writer.start()
         done = summary.skipped
+        if on_progress is not None:  # starts the clock, so files/s and ETA leave out start-up and skipped files
+            on_progress(done, len(candidates))
         for chunk in iter_loaded_chunks(todo, bundle.preprocess_config, workers=options.workers,
                                         chunk_size=options.chunk_size, max_pixels=options.max_pixels):
             rows = predict_rows(chunk, bundle, options.input_dir)
