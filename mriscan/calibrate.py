@@ -99,13 +99,34 @@ def expected_calibration_error(labels: np.ndarray, probability: np.ndarray, bins
     >>> expected_calibration_error(np.array([0, 1]), np.array([0.0, 1.0]))
     0.0
     """
+    total = max(len(labels), 1)
+    error = sum(b["count"] / total * abs(b["mean_probability"] - b["tumour_rate"])
+                for b in reliability_bins(labels, probability, bins) if b["count"])
+    return round(float(error), 6)
+
+
+def reliability_bins(labels: np.ndarray, probability: np.ndarray, bins: int = 10) -> list[dict]:
+    """Per equal-width probability bin: its edges, image count, mean P(tumour) and observed tumour rate.
+
+    The points of a reliability diagram; empty bins have count 0 and None for the two rates.
+
+    Examples
+    --------
+    >>> b = reliability_bins(np.array([0, 1, 1]), np.array([0.05, 0.95, 0.85]), bins=2)
+    >>> [(x["count"], x["mean_probability"], x["tumour_rate"]) for x in b]
+    [(1, 0.05, 0.0), (2, 0.9, 1.0)]
+    """
     labels = np.asarray(labels, np.float64)
     probability = np.asarray(probability, np.float64)
     edges = np.linspace(0, 1, bins + 1)
     which = np.clip(np.digitize(probability, edges[1:-1]), 0, bins - 1)
-    error = 0.0
+    result = []
     for b in range(bins):
         members = which == b
-        if members.any():
-            error += members.mean() * abs(probability[members].mean() - labels[members].mean())
-    return round(float(error), 6)
+        count = int(members.sum())
+        result.append({
+            "lower": round(float(edges[b]), 4), "upper": round(float(edges[b + 1]), 4), "count": count,
+            "mean_probability": round(float(probability[members].mean()), 6) if count else None,
+            "tumour_rate": round(float(labels[members].mean()), 6) if count else None,
+        })
+    return result

@@ -61,46 +61,88 @@ _WORKERS = click.option("--workers", type=int, default=-1, show_default=True,
                         help="Parallel decoding processes (-1: all cores, 1: none).")
 _MODEL = click.option("--model", "model_dir", type=click.Path(file_okay=False, path_type=Path), default=None,
                       help="Model bundle folder (default: the shipped model in models/default).")
+_DATA_DIRS = click.argument("data_dirs", nargs=-1, required=True,
+                            type=click.Path(exists=True, file_okay=False, path_type=Path))
+
+
+def _stacked(*decorators: Callable[[Callable[..., Any]], Callable[..., Any]]) -> Callable[..., Any]:
+    """Several click options as one decorator (the first listed comes first in --help)."""
+
+    def apply(command: Callable[..., Any]) -> Callable[..., Any]:
+        for decorator in reversed(decorators):
+            command = decorator(command)
+        return command
+
+    return apply
+
+
+_LABEL_NAMES = _stacked(
+    click.option("--positive", multiple=True, help="Extra folder name meaning tumor (repeatable)."),
+    click.option("--negative", multiple=True, help="Extra folder name meaning no tumor (repeatable)."),
+)
+# What evaluate, compare and promote share: how to read the labelled folders and make the intervals.
+_MEASURING = _stacked(
+    _LABEL_NAMES,
+    click.option("--bootstrap", "resamples", type=click.IntRange(100), default=1000, show_default=True,
+                 help="Bootstrap resamples for the 95% intervals."),
+    click.option("--seed", type=int, default=2021, show_default=True, help="Seed of the bootstrap."),
+    _WORKERS,
+)
+_REPORT_FOLDER = _stacked(
+    click.option("--out", "out_dir", required=True, type=click.Path(file_okay=False, path_type=Path),
+                 help="Report folder to write (must not exist or be empty, unless --overwrite)."),
+    click.option("--overwrite", is_flag=True,
+                 help="Replace an existing report folder (the old one is kept beside it)."),
+)
 
 
 @cli.command(epilog=EXIT_CODES_HELP)
-@click.argument("data_dirs", nargs=-1, required=True,
-                type=click.Path(exists=True, file_okay=False, path_type=Path))
+@_DATA_DIRS
 @click.option("--out", "out_dir", required=True, type=click.Path(file_okay=False, path_type=Path),
               help="Folder to write the model bundle into (must not exist, unless --overwrite).")
 @click.option("--epochs", type=click.IntRange(1), default=20, show_default=True)
 @click.option("--batch-size", type=click.IntRange(1), default=32, show_default=True)
-@click.option("--image-size", type=click.IntRange(32, 512), default=150, show_default=True)
+@click.option("--image-size", type=click.IntRange(32, 512), default=None,
+              help="Side of the model input in pixels.  [default: 150, or the --init-from model's]")
 @click.option("--seed", type=int, default=2021, show_default=True)
-@click.option("--arch", type=click.Choice(["compact", "seed"]), default="compact", show_default=True,
-              help="compact: the default network; seed: the research notebook's network, for comparison.")
+@click.option("--arch", type=click.Choice(["compact", "seed"]), default=None,
+              help="compact: the default network; seed: the research notebook's network, for comparison.  "
+                   "[default: compact, or the --init-from model's]")
+@click.option("--init-from", type=click.Path(exists=True, file_okay=False, path_type=Path), default=None,
+              help="Continue training this model bundle's weights on the new data (same architecture and "
+                   "preprocessing).")
+@click.option("--exclude", "exclude_dirs", multiple=True,
+              type=click.Path(exists=True, file_okay=False, path_type=Path),
+              help="Folder that must stay unseen (e.g. a validation set): training images that copy one of its "
+                   "images are removed (repeatable).")
 @click.option("--target-recall", type=click.FloatRange(0.5, 1.0), default=0.98, show_default=True,
               help="Validation sensitivity the decision threshold must keep.")
 @click.option("--split", "fractions", type=(float, float, float), default=(0.80, 0.15, 0.05), show_default=True,
               help="Train, validation and test fractions.")
-@click.option("--positive", multiple=True, help="Extra folder name meaning tumor (repeatable).")
-@click.option("--negative", multiple=True, help="Extra folder name meaning no tumor (repeatable).")
+@_LABEL_NAMES
 @click.option("--no-augment", is_flag=True, help="Train without augmentation.")
 @click.option("--overwrite", is_flag=True, help="Replace an existing bundle (the old one is kept beside it).")
 @_WORKERS
 @_fatal_on_mriscan_error
-def fit(data_dirs: tuple[Path, ...], out_dir: Path, epochs: int, batch_size: int, image_size: int, seed: int,
-        arch: str, target_recall: float, fractions: tuple[float, float, float], positive: tuple[str, ...],
-        negative: tuple[str, ...], no_augment: bool, overwrite: bool, workers: int) -> None:
+def fit(data_dirs: tuple[Path, ...], out_dir: Path, epochs: int, batch_size: int, image_size: int | None,
+        seed: int, arch: str | None, init_from: Path | None, exclude_dirs: tuple[Path, ...], target_recall: float,
+        fractions: tuple[float, float, float], positive: tuple[str, ...], negative: tuple[str, ...],
+        no_augment: bool, overwrite: bool, workers: int) -> None:
     """Train a model on labelled class folders and save it as a bundle.
 
     DATA_DIRS each hold one sub-folder per class (yes/no, tumor/no_tumor, glioma, normal, ...).
-    Duplicates are removed across all of them before the split.
+    Duplicates are removed across all of them before the split. With --init-from, training
+    continues from an existing bundle's weights; the card records that parent and the data.
     """
-    from mriscan.fit import FitOptions, run_fit
-    from mriscan.preprocess import PreprocessConfig
+    from mriscan.fit import FitOptions, resolve_model_settings, run_fit
     from mriscan.progress import RichFitProgress, print_fit_summary
 
+    arch, preprocessing = resolve_model_settings(init_from, arch, image_size)
     options = FitOptions(
-        data_dirs=data_dirs, out_dir=out_dir, preprocessing=PreprocessConfig(image_size=image_size), arch=arch,
+        data_dirs=data_dirs, out_dir=out_dir, preprocessing=preprocessing, arch=arch,
         epochs=epochs, batch_size=batch_size, seed=seed, target_recall=target_recall, fractions=fractions,
         workers=workers, positive=positive, negative=negative, overwrite=overwrite, augment=not no_augment,
-        command="mriscan " + " ".join(sys.argv[1:]),
+        command="mriscan " + " ".join(sys.argv[1:]), init_from=init_from, exclude_dirs=exclude_dirs,
     )
     with RichFitProgress() as progress:
         card = run_fit(options, progress)
@@ -236,6 +278,82 @@ def synth(out_dir: Path, count: int, seed: int, planes: tuple[str, ...], contras
                                overwrite=overwrite)
     click.echo(f"wrote {summary.images} images ({summary.tumour} with lesions, {summary.healthy} healthy) "
                f"to {summary.out_dir} in {summary.seconds:.1f} s")
+
+
+@cli.command(epilog=EXIT_CODES_HELP)
+@_DATA_DIRS
+@_MODEL
+@_REPORT_FOLDER
+@_MEASURING
+@_fatal_on_mriscan_error
+def evaluate(data_dirs: tuple[Path, ...], model_dir: Path | None, out_dir: Path, overwrite: bool,
+             positive: tuple[str, ...], negative: tuple[str, ...], resamples: int, seed: int, workers: int) -> None:
+    """Measure a model on labelled class folders and write a report folder.
+
+    AUROC, sensitivity and specificity at the model's threshold, tumours predicted or flagged,
+    flagged share and calibration, with bootstrap 95% intervals; report.md, metrics.json and
+    ROC, confusion-matrix and reliability pictures. DATA_DIRS follow fit's folder-name rules.
+    """
+    from mriscan.evaluate import LabelledData
+    from mriscan.evaluation_report import metrics_table, run_evaluation
+
+    data = LabelledData(dirs=data_dirs, positive=positive, negative=negative, workers=workers)
+    evaluation = run_evaluation(model_dir, data, out_dir, overwrite=overwrite, seed=seed, resamples=resamples)
+    click.echo(metrics_table({"value [95% CI]": evaluation.metrics}))
+    click.echo(f"{evaluation.data['images']} images, {evaluation.data['unreadable']} unreadable -> {out_dir}")
+
+
+@cli.command(epilog=EXIT_CODES_HELP)
+@click.argument("model_a", type=click.Path(exists=True, file_okay=False, path_type=Path))
+@click.argument("model_b", type=click.Path(exists=True, file_okay=False, path_type=Path))
+@_DATA_DIRS
+@_REPORT_FOLDER
+@_MEASURING
+@_fatal_on_mriscan_error
+def compare(model_a: Path, model_b: Path, data_dirs: tuple[Path, ...], out_dir: Path, overwrite: bool,
+            positive: tuple[str, ...], negative: tuple[str, ...], resamples: int, seed: int, workers: int) -> None:
+    """Compare two models on the same labelled images and write a report folder.
+
+    Side-by-side metrics with bootstrap intervals, DeLong's test of the AUROC difference,
+    McNemar's test at each model's own threshold, overlaid ROC curves and disagreements.csv.
+    """
+    from mriscan.comparison import comparison_table, disagreement_rows, run_comparison
+    from mriscan.evaluate import LabelledData
+
+    data = LabelledData(dirs=data_dirs, positive=positive, negative=negative, workers=workers)
+    comparison = run_comparison(model_a, model_b, data, out_dir, overwrite=overwrite, seed=seed,
+                                resamples=resamples)
+    click.echo(f"A = {model_a}, B = {model_b}\n{comparison_table(comparison)}")
+    click.echo(f"{comparison.data['images']} images, {len(disagreement_rows(comparison))} called differently "
+               f"-> {out_dir}")
+
+
+@cli.command(epilog=EXIT_CODES_HELP)
+@click.argument("new_model", type=click.Path(exists=True, file_okay=False, path_type=Path))
+@click.option("--over", "current_model", required=True, type=click.Path(exists=True, file_okay=False, path_type=Path),
+              help="The bundle in service, replaced only if NEW_MODEL is not worse.")
+@click.option("--data", "data_dirs", required=True, multiple=True,
+              type=click.Path(exists=True, file_okay=False, path_type=Path),
+              help="Labelled class folder to decide on, unseen by both models (repeatable).")
+@_MEASURING
+@_fatal_on_mriscan_error
+def promote(new_model: Path, current_model: Path, data_dirs: tuple[Path, ...], positive: tuple[str, ...],
+            negative: tuple[str, ...], resamples: int, seed: int, workers: int) -> None:
+    """Put NEW_MODEL in CURRENT's place, only if it is not worse on the --data images.
+
+    Refused (exit code 1) when the new sensitivity is more than 0.01 below the current one, when it
+    misses significantly more tumours (McNemar), or when its AUROC is significantly lower (DeLong),
+    at p < 0.05. The replaced bundle is kept as <CURRENT>.v<N>-<model_id>.
+    """
+    from mriscan.comparison import comparison_table
+    from mriscan.evaluate import LabelledData
+    from mriscan.promotion import promote_model
+
+    data = LabelledData(dirs=data_dirs, positive=positive, negative=negative, workers=workers)
+    promotion = promote_model(new_model, current_model, data, seed=seed, resamples=resamples)
+    click.echo(f"A = current {current_model}, B = new {new_model}\n{comparison_table(promotion.comparison)}")
+    click.echo(f"promoted {new_model} (model_id {promotion.card['model_id'][:12]}) to {current_model}; "
+               f"the replaced model is kept as {promotion.kept_as}")
 
 
 def _load_model(model_dir: Path | None):

@@ -41,3 +41,7 @@ class InputFolderError(MriscanError):
 
 class SynthError(MriscanError):
     """Synthetic data cannot be made (optional extra missing, bad settings, output not empty)."""
+
+
+class PromotionRefused(MriscanError):
+    """``mriscan promote`` kept the current model: the new one is, or may be, worse (or is the same)."""

@@ -1,5 +1,6 @@
-"""``mriscan fit``: find -> load (parallel) -> deduplicate the whole set -> split by group -> train
--> calibrate on validation -> evaluate on test -> save the bundle with its card and pictures.
+"""``mriscan fit``: find -> load (parallel) -> drop copies of --exclude images -> deduplicate the whole
+set -> split by group -> train (from scratch, or from --init-from's weights) -> calibrate on
+validation -> evaluate on test -> save the bundle with its card (and lineage) and pictures.
 """
 
 from __future__ import annotations
@@ -7,7 +8,7 @@ from __future__ import annotations
 import json
 import time
 from collections import Counter
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -16,14 +17,20 @@ import numpy as np
 from mriscan import __version__
 from mriscan.calibrate import choose_thresholds, expected_calibration_error, fit_temperature
 from mriscan.dataset import CLASS_NAMES, LabelledFile, find_labelled_files
-from mriscan.dedup import find_duplicate_groups, thumbnail
-from mriscan.errors import TrainingError
+from mriscan.dedup import find_cross_duplicates, find_duplicate_groups, thumbnail
+from mriscan.discover import find_candidates
+from mriscan.errors import DataLayoutError, ModelBundleError, TrainingError
+from mriscan.lineage import UNLABELLED, folder_fingerprints
 from mriscan.loader import LoadedImage, load_all
 from mriscan.metrics import classification_metrics, safety_net_metrics
-from mriscan.model import apply_temperature, check_bundle_target, save_bundle
+from mriscan.model import ModelBundle, apply_temperature, check_bundle_target, load_bundle, read_card, save_bundle
 from mriscan.preprocess import PreprocessConfig
 from mriscan.quality import training_ranges
 from mriscan.split import split_by_group
+
+DEFAULT_ARCH = "compact"
+DEFAULT_IMAGE_SIZE = 150
+MIN_READABLE_IMAGES = 20
 
 
 class FitProgress(Protocol):
@@ -43,7 +50,7 @@ class FitOptions:
     data_dirs: tuple[Path, ...]
     out_dir: Path
     preprocessing: PreprocessConfig = PreprocessConfig()
-    arch: str = "compact"
+    arch: str = DEFAULT_ARCH
     epochs: int = 20
     batch_size: int = 32
     seed: int = 2021
@@ -55,6 +62,8 @@ class FitOptions:
     overwrite: bool = False
     augment: bool = True
     command: str = ""
+    init_from: Path | None = None
+    exclude_dirs: tuple[Path, ...] = ()
 
 
 @dataclass
@@ -64,14 +73,27 @@ class _Dataset:
     images: np.ndarray
     labels: np.ndarray
     group_ids: np.ndarray
+    sources: np.ndarray
     records: list[LoadedImage]
     counts: dict[str, Any] = field(default_factory=dict)
+    lineage: dict[str, Any] = field(default_factory=dict)
+
+
+def resolve_model_settings(init_from: Path | None, arch: str | None,
+                           image_size: int | None) -> tuple[str, PreprocessConfig]:
+    """The architecture and preprocessing of a fit: as asked, else the ``init_from`` model's, else the defaults."""
+    if init_from is None:
+        return arch or DEFAULT_ARCH, PreprocessConfig(image_size=image_size or DEFAULT_IMAGE_SIZE)
+    card = read_card(Path(init_from))
+    parent = PreprocessConfig.from_dict(card["preprocessing"])
+    return arch or str(card["architecture"]), replace(parent, image_size=image_size or parent.image_size)
 
 
 def run_fit(options: FitOptions, progress: FitProgress) -> dict[str, Any]:
     """Run the whole fit and return the saved model card."""
     started = time.monotonic()
     check_bundle_target(options.out_dir, options.overwrite)
+    parent = _load_parent(options)
     progress.stage("finding images")
     files = find_labelled_files(options.data_dirs, options.positive, options.negative)
     data = _load_and_deduplicate(files, options, progress)
@@ -82,10 +104,12 @@ def run_fit(options: FitOptions, progress: FitProgress) -> dict[str, Any]:
     config = TrainConfig(arch=options.arch, epochs=options.epochs, batch_size=options.batch_size,
                          seed=options.seed, augment=options.augment)
     result = train_model(data.images[split.train], data.labels[split.train], data.images[split.validation],
-                         data.labels[split.validation], config, on_epoch=progress.epoch)
+                         data.labels[split.validation], config, on_epoch=progress.epoch,
+                         initial_weights=None if parent is None else parent.model.get_weights())
     progress.stage("calibrating and evaluating")
     evaluation = _calibrate_and_evaluate(result.model, data, split, options.target_recall)
     card = _model_card(options, data, split, result, evaluation, time.monotonic() - started)
+    card["lineage"] = _lineage(options, data, parent)
     progress.stage(f"saving {options.out_dir}")
 
     def write_extras(folder: Path) -> None:
@@ -104,18 +128,39 @@ def _inference_copy(model: Any, options: FitOptions) -> Any:
     return clean
 
 
+def _load_parent(options: FitOptions) -> ModelBundle | None:
+    """The --init-from bundle, after checking that this fit builds the same network on the same input."""
+    if options.init_from is None:
+        return None
+    card = read_card(Path(options.init_from))
+    theirs = {"architecture": card["architecture"], "input_size": card["input_size"], **card["preprocessing"]}
+    ours = {"architecture": options.arch, "input_size": options.preprocessing.image_size,
+            **options.preprocessing.to_dict()}
+    # A setting an older card does not record is taken as the one scan would use for it.
+    differences = [f"{key} is {theirs[key]!r} in that model but {ours[key]!r} in this fit"
+                   for key in theirs if key in ours and theirs[key] != ours[key]]
+    if differences:
+        raise ModelBundleError(
+            f"--init-from {options.init_from} cannot be continued with these settings: {'; '.join(differences)}. "
+            "Leave out --arch and --image-size to take the model's own, or train from scratch without --init-from."
+        )
+    return load_bundle(Path(options.init_from))
+
+
 def _load_and_deduplicate(files: list[LabelledFile], options: FitOptions, progress: FitProgress) -> _Dataset:
     progress.loading(len(files))
     label_of = {f.path: f.label for f in files}
     source_of = {f.path: f.source for f in files}
     records = load_all([f.path for f in files], options.preprocessing, workers=options.workers,
                        on_chunk=progress.loaded)
-    readable = [r for r in records if r.ok]
-    if len(readable) < 20:
-        raise TrainingError(f"only {len(readable)} readable images found; fit needs at least 20 (10 per class)")
+    images_read = sum(r.ok for r in records)
+    readable, exclusion = _remove_excluded_copies([r for r in records if r.ok], options, progress)
+    if len(readable) < MIN_READABLE_IMAGES:
+        raise TrainingError(f"only {len(readable)} readable images left ({images_read} read, "
+                            f"{exclusion['excluded_images']} removed as copies of --exclude images); fit needs at "
+                            f"least {MIN_READABLE_IMAGES} (10 per class)")
     progress.stage("finding duplicates across the whole set")
-    thumbnails = np.stack([thumbnail(r.model_input) for r in readable])
-    groups = find_duplicate_groups([r.sha256 for r in readable], thumbnails)
+    groups = find_duplicate_groups([r.sha256 for r in readable], _thumbnails(readable))
     labels = np.array([label_of[r.path] for r in readable])
     # Near copies with different labels differ in what matters (a lesion, e.g. synth's paired
     # twins): all are kept, and their shared group keeps them in one split.
@@ -126,8 +171,9 @@ def _load_and_deduplicate(files: list[LabelledFile], options: FitOptions, progre
     kept_records = [r for r, k in zip(readable, keep, strict=True) if k]
     counts = {
         "files_found": len(files),
-        "unreadable": len(records) - len(readable),
-        "images_read": len(readable),
+        "unreadable": len(records) - images_read,
+        "images_read": images_read,
+        "excluded_copies_removed": exclusion["excluded_images"],
         "duplicates_removed": int(removed.sum()),
         "duplicates_by_kind": dict(kinds),
         "mixed_label_groups_kept": int(len(np.unique(groups.group_ids[conflicted]))),
@@ -138,9 +184,47 @@ def _load_and_deduplicate(files: list[LabelledFile], options: FitOptions, progre
         images=np.stack([r.model_input for r in kept_records]).astype(np.float32),
         labels=labels[keep],
         group_ids=groups.group_ids[keep],
+        sources=np.array([source_of[r.path] for r in kept_records]),
         records=kept_records,
         counts=counts,
+        lineage={"data_fingerprints": folder_fingerprints(
+            options.data_dirs, [(r.path, CLASS_NAMES[label_of[r.path]], r.sha256) for r in records]), **exclusion},
     )
+
+
+def _thumbnails(records: list[LoadedImage]) -> np.ndarray:
+    return np.stack([thumbnail(r.model_input) for r in records])
+
+
+def _remove_excluded_copies(readable: list[LoadedImage], options: FitOptions,
+                            progress: FitProgress) -> tuple[list[LoadedImage], dict[str, Any]]:
+    """Drop training images that copy an image of a folder that must stay unseen (--exclude)."""
+    if not options.exclude_dirs:
+        return readable, {"excluded_dirs": [], "excluded_images": 0}
+    progress.stage("finding copies of --exclude images among the training images")
+    paths = [path for folder in options.exclude_dirs for path in find_candidates(folder)]
+    if not paths:
+        raise DataLayoutError(f"--exclude {', '.join(map(str, options.exclude_dirs))}: no images found there; "
+                              "check the path (it should be the folder that must stay unseen, e.g. a validation set)")
+    records = load_all(paths, options.preprocessing, workers=options.workers)
+    unseen = [r for r in records if r.ok]
+    copies = find_cross_duplicates([r.sha256 for r in readable], _thumbnails(readable), [r.sha256 for r in unseen],
+                                   _thumbnails(unseen)) if unseen and readable else []
+    leaked = {copy.index_a for copy in copies}
+    progress.stage(f"removed {len(leaked)} training images that copy images of the --exclude folders")
+    fingerprints = folder_fingerprints(options.exclude_dirs, [(r.path, UNLABELLED, r.sha256) for r in records])
+    return [r for i, r in enumerate(readable) if i not in leaked], {"excluded_dirs": fingerprints,
+                                                                    "excluded_images": len(leaked)}
+
+
+def _lineage(options: FitOptions, data: _Dataset, parent: ModelBundle | None) -> dict[str, Any]:
+    """Where the weights started from and which data they saw (sha256 fingerprints, see mriscan.lineage)."""
+    return {
+        "parent_model_id": parent.model_id if parent else None,
+        "parent_created": parent.card.get("created") if parent else None,
+        "init_from": str(options.init_from) if options.init_from else None,
+        **data.lineage,
+    }
 
 
 def _label_conflicts(group_ids: np.ndarray, labels: np.ndarray) -> np.ndarray:
@@ -163,8 +247,18 @@ def _calibrate_and_evaluate(model: Any, data: _Dataset, split: Any, target_recal
         "thresholds": thresholds,
         "validation": _split_metrics(y_val, p_val, raw_val, thresholds),
         "test": _split_metrics(y_test, p_test, raw_test, thresholds),
+        "test_by_source": _metrics_by_source(data.sources[split.test], y_test, p_test, raw_test, thresholds),
         "curves": {"validation": (y_val, p_val), "test": (y_test, p_test)},
     }
+
+
+def _metrics_by_source(sources: np.ndarray, labels: np.ndarray, probability: np.ndarray, raw: np.ndarray,
+                       thresholds: Any) -> dict[str, dict]:
+    """Test metrics of each data folder on its own: a mixed test split can hide a weak source."""
+    if len(set(sources)) < 2:
+        return {}
+    return {str(source): _split_metrics(labels[sources == source], probability[sources == source],
+                                        raw[sources == source], thresholds) for source in sorted(set(sources))}
 
 
 def _split_metrics(labels: np.ndarray, probability: np.ndarray, raw: np.ndarray, thresholds: Any) -> dict:
@@ -201,7 +295,8 @@ def _model_card(options: FitOptions, data: _Dataset, split: Any, result: Any, ev
                      "best_epoch": result.best_epoch, "batch_size": options.batch_size, "seed": options.seed,
                      "augment": options.augment, "fractions": list(options.fractions),
                      "seconds": round(seconds, 1), "command": options.command},
-        "metrics": {"validation": evaluation["validation"], "test": evaluation["test"]},
+        "metrics": {"validation": evaluation["validation"], "test": evaluation["test"],
+                    "test_by_source": evaluation["test_by_source"]},
         "input_statistics_ranges": training_ranges([r.statistics for r in data.records]),
     }
 

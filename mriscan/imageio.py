@@ -18,8 +18,8 @@ only the Study, Series and SOP Instance UIDs are kept.
 from __future__ import annotations
 
 import io
-import stat
 import os
+import stat
 import struct
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field

@@ -9,8 +9,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
-import tempfile
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timezone
@@ -19,7 +17,8 @@ from typing import Any
 
 import numpy as np
 
-from mriscan.errors import ModelBundleError, OutputError
+from mriscan.atomic import check_output_folder, write_folder_atomically
+from mriscan.errors import ModelBundleError
 from mriscan.hashing import file_sha256
 from mriscan.preprocess import PreprocessConfig
 
@@ -168,48 +167,25 @@ def save_bundle(
     ``overwrite`` an existing bundle is kept as ``<out_dir>.replaced-<UTC time>``, never deleted.
     Returns the final card (with ``model_id`` and ``created``).
     """
-    out_dir = Path(out_dir)
-    check_bundle_target(out_dir, overwrite)
-    out_dir.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.partial-", dir=out_dir.parent))
-    try:
-        staging.chmod(0o777 & ~_current_umask())  # mkdtemp makes it private; a bundle is shared
+    saved: dict[str, Any] = {}
+
+    def write(staging: Path) -> None:
         model.save(staging / MODEL_FILE)
-        card = {**card, "model_id": file_sha256(staging / MODEL_FILE)}
-        card.setdefault("created", datetime.now(timezone.utc).isoformat(timespec="seconds"))
-        (staging / CARD_FILE).write_text(json.dumps(card, indent=2, sort_keys=False) + "\n", encoding="utf-8")
+        saved.update(card, model_id=file_sha256(staging / MODEL_FILE))
+        saved.setdefault("created", datetime.now(timezone.utc).isoformat(timespec="seconds"))
+        write_card(saved, staging)
         if write_extras is not None:
             write_extras(staging)
-        _move_into_place(staging, out_dir)
-    except BaseException:
-        shutil.rmtree(staging, ignore_errors=True)
-        raise
-    return card
+
+    write_folder_atomically(Path(out_dir), write, overwrite=overwrite, kind="bundle")
+    return saved
 
 
-def _current_umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
+def write_card(card: Mapping[str, Any], folder: Path) -> None:
+    """Write ``card`` as the bundle's ``model.json`` in ``folder``."""
+    (folder / CARD_FILE).write_text(json.dumps(card, indent=2, sort_keys=False) + "\n", encoding="utf-8")
 
 
 def check_bundle_target(out_dir: Path, overwrite: bool) -> None:
     """Fail before any work when ``out_dir`` holds something that would be replaced without consent."""
-    if out_dir.exists() and any(out_dir.iterdir()) and not overwrite:
-        raise OutputError(
-            f"{out_dir} already exists and is not empty; choose another --out or pass --overwrite "
-            "(the old bundle is then kept beside it as <name>.replaced-<time>)"
-        )
-    parent = out_dir.parent if out_dir.parent != Path("") else Path(".")
-    if parent.exists() and not os.access(parent, os.W_OK):
-        raise OutputError(f"cannot write into {parent}: permission denied; choose another --out")
-
-
-def _move_into_place(staging: Path, out_dir: Path) -> None:
-    if out_dir.exists():
-        if any(out_dir.iterdir()):
-            stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ")
-            out_dir.rename(out_dir.with_name(f"{out_dir.name}.replaced-{stamp}"))
-        else:
-            out_dir.rmdir()
-    staging.rename(out_dir)
+    check_output_folder(Path(out_dir), overwrite, kind="bundle")

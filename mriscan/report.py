@@ -1,4 +1,6 @@
-"""Pictures of what a fit learned: training curves, confusion matrix, ROC curve (matplotlib, Agg)."""
+"""Pictures of what a fit learned or an evaluation measured: training curves, confusion matrix, ROC
+curves, reliability diagram (matplotlib, Agg).
+"""
 
 from __future__ import annotations
 
@@ -72,6 +74,31 @@ def plot_roc(curves: Mapping[str, tuple[np.ndarray, np.ndarray]], path: Path) ->
     axis.set_xlabel("1 - specificity")
     axis.set_ylabel("sensitivity")
     axis.legend(loc="lower right")
+    figure.tight_layout()
+    figure.savefig(path, dpi=100, metadata=_PNG_METADATA)
+    plt.close(figure)
+
+
+def plot_reliability(bins: Sequence[Mapping[str, float | None]], path: Path) -> None:
+    """A reliability diagram: observed tumour rate against mean P(tumour) per bin, with bin counts.
+
+    ``bins`` are :func:`mriscan.calibrate.reliability_bins` records; empty bins are not drawn.
+    """
+    plt = _pyplot()
+    figure, (curve, counts) = plt.subplots(2, 1, figsize=(4.5, 5.2), sharex=True,
+                                           gridspec_kw={"height_ratios": [3, 1]})
+    filled = [b for b in bins if b["count"]]
+    curve.plot([0, 1], [0, 1], linestyle=":", color="grey", label="perfect calibration")
+    curve.plot([b["mean_probability"] for b in filled], [b["tumour_rate"] for b in filled], marker="o",
+               label="model")
+    curve.set_ylabel("observed tumour rate")
+    curve.set_ylim(-0.02, 1.02)
+    curve.legend(loc="upper left")
+    counts.bar([(b["lower"] + b["upper"]) / 2 for b in bins], [b["count"] for b in bins],
+               width=[0.9 * (b["upper"] - b["lower"]) for b in bins], color="grey")
+    counts.set_xlabel("predicted P(tumour)")
+    counts.set_ylabel("images")
+    counts.set_xlim(0, 1)
     figure.tight_layout()
     figure.savefig(path, dpi=100, metadata=_PNG_METADATA)
     plt.close(figure)

@@ -17,6 +17,7 @@ from sklearn.metrics import roc_auc_score
 
 from mriscan.architectures import build_model
 from mriscan.augment import build_augmenter
+from mriscan.errors import TrainingError
 
 
 @dataclass(frozen=True)
@@ -64,9 +65,16 @@ def train_model(
     y_val: np.ndarray,
     config: TrainConfig,
     on_epoch: EpochCallback | None = None,
+    initial_weights: list[np.ndarray] | None = None,
 ) -> TrainResult:
-    """Train ``config.arch`` from scratch and return the weights of the best validation-AUROC epoch."""
+    """Train ``config.arch`` and return the weights of the best validation-AUROC epoch.
+
+    Training starts from scratch, or from ``initial_weights`` (``get_weights()`` of a network of
+    the same architecture and input size) to continue training an existing model on new data.
+    """
     model = build_model(config.arch, int(x_train.shape[1]), seed=config.seed)
+    if initial_weights is not None:
+        _set_initial_weights(model, initial_weights, config.arch)
     model.compile(
         optimizer=keras.optimizers.Adam(config.learning_rate),
         loss="binary_crossentropy",
@@ -87,6 +95,16 @@ def train_model(
     logs = {k: [float(v) for v in vs] for k, vs in history.history.items()}
     logs["val_auroc"] = tracker.scores
     return TrainResult(model=model, history=logs, best_epoch=tracker.best_epoch)
+
+
+def _set_initial_weights(model: Any, weights: list[np.ndarray], arch: str) -> None:
+    try:
+        model.set_weights(weights)
+    except ValueError as error:
+        raise TrainingError(
+            f"the initial weights do not fit a {arch!r} network with input {model.input_shape[1:]} ({error}); "
+            "continue training only a model of the same architecture and input size"
+        ) from error
 
 
 def _training_dataset(x: np.ndarray, y: np.ndarray, config: TrainConfig) -> Any:

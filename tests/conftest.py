@@ -102,21 +102,62 @@ def labelled_folder(tmp_path: Path, write_png) -> Path:
     return root
 
 
-@pytest.fixture(scope="session")
-def tiny_bundle(tmp_path_factory) -> Path:
-    """A small untrained 'seed' network saved as a proper bundle (64x64 input)."""
+def save_seed_bundle(out: Path, *, image_size: int = 64, threshold: float = 0.5, review_threshold: float = 0.3,
+                     zero_weights: bool = False, **card: object) -> Path:
+    """Save an untrained 'seed' network as a proper bundle; with ``zero_weights`` it says P = 0.5 to everything."""
     from mriscan.architectures import build_model
     from mriscan.model import save_bundle
     from mriscan.preprocess import PreprocessConfig
 
-    out = tmp_path_factory.mktemp("bundle") / "model"
-    card = {
-        "architecture": "seed",
-        "input_size": 64,
-        "preprocessing": PreprocessConfig(image_size=64).to_dict(),
-        "threshold": 0.5,
-        "review_threshold": 0.3,
-        "input_statistics_ranges": {},
-    }
-    save_bundle(build_model("seed", 64), card, out)
+    model = build_model("seed", image_size)
+    if zero_weights:
+        model.set_weights([np.zeros_like(w) for w in model.get_weights()])
+    card = {"architecture": "seed", "input_size": image_size,
+            "preprocessing": PreprocessConfig(image_size=image_size).to_dict(), "threshold": threshold,
+            "review_threshold": review_threshold, "input_statistics_ranges": {}, **card}
+    save_bundle(model, card, out)
     return out
+
+
+@pytest.fixture(scope="session")
+def tiny_bundle(tmp_path_factory) -> Path:
+    """A small untrained 'seed' network saved as a proper bundle (64x64 input)."""
+    return save_seed_bundle(tmp_path_factory.mktemp("bundle") / "model")
+
+
+def write_class_folders(root: Path, seeds: range, healthy_offset: int = 1000) -> Path:
+    """yes/ and no/ class folders of brain-like PNGs: lesioned ones from ``seeds``, healthy ones from
+    ``healthy_offset + seeds``."""
+    for seed in seeds:
+        for label, lesion, offset in (("yes", True, 0), ("no", False, healthy_offset)):
+            path = root / label / f"{label}{seed}.png"
+            path.parent.mkdir(parents=True, exist_ok=True)
+            assert cv2.imwrite(str(path), brain_like(offset + seed, lesion=lesion))
+    return root
+
+
+class _SilentFitProgress:
+    def stage(self, message: str) -> None: ...
+    def loading(self, total_files: int) -> None: ...
+    def loaded(self, files: int) -> None: ...
+    def training(self, epochs: int) -> None: ...
+    def epoch(self, epoch: int, logs: dict[str, float]) -> None: ...
+
+
+@pytest.fixture(scope="session")
+def holdout_folder(tmp_path_factory) -> Path:
+    """Labelled images no fixture model saw: 25 tumour and 25 healthy brain-like slices."""
+    return write_class_folders(tmp_path_factory.mktemp("holdout") / "holdout", range(300, 325))
+
+
+@pytest.fixture(scope="session")
+def trained_bundle(tmp_path_factory) -> Path:
+    """A 'seed' network fitted for 2 epochs at 64 px on 30 + 30 brain-like slices; it separates them well."""
+    from mriscan.fit import FitOptions, run_fit
+    from mriscan.preprocess import PreprocessConfig
+
+    root = tmp_path_factory.mktemp("trained")
+    options = FitOptions(data_dirs=(write_class_folders(root / "train", range(30)),), out_dir=root / "model",
+                         preprocessing=PreprocessConfig(image_size=64), arch="seed", epochs=2, workers=1, seed=3)
+    run_fit(options, _SilentFitProgress())
+    return root / "model"

@@ -1,0 +1,92 @@
+"""Output folders written all at once: a staging folder beside the target, then a rename.
+
+A killed command therefore never leaves a half-written bundle or report where a good one was.
+An existing, non-empty folder is replaced only with consent, and is then kept beside the new one
+(``<name>.replaced-<UTC time>`` unless the caller names it), never deleted.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+from collections.abc import Callable
+from datetime import datetime, timezone
+from pathlib import Path
+
+from mriscan.errors import OutputError
+
+
+def check_output_folder(out_dir: Path, overwrite: bool, *, kind: str = "folder") -> None:
+    """Fail before any work when ``out_dir`` holds something that would be replaced without consent.
+
+    ``kind`` names what the folder holds in the message (``"bundle"``, ``"report"``).
+    """
+    out_dir = Path(out_dir)
+    if out_dir.exists() and not out_dir.is_dir():
+        raise OutputError(f"{out_dir} exists and is not a folder; choose another --out")
+    if out_dir.exists() and any(out_dir.iterdir()) and not overwrite:
+        raise OutputError(
+            f"{out_dir} already exists and is not empty; choose another --out or pass --overwrite "
+            f"(the old {kind} is then kept beside it as <name>.replaced-<time>)"
+        )
+    parent = out_dir.parent if out_dir.parent != Path("") else Path(".")
+    if parent.exists() and not os.access(parent, os.W_OK):
+        raise OutputError(f"cannot write into {parent}: permission denied; choose another --out")
+
+
+def write_folder_atomically(
+    out_dir: Path,
+    write: Callable[[Path], None],
+    *,
+    overwrite: bool = False,
+    kind: str = "folder",
+    keep_old_as: str | None = None,
+) -> Path | None:
+    """Let ``write(staging)`` fill a temporary folder beside ``out_dir``, then move it into place.
+
+    Parameters
+    ----------
+    out_dir : the folder to create or replace.
+    write : fills the staging folder it is given.
+    overwrite : replace a non-empty ``out_dir`` (else :class:`OutputError` before any work).
+    kind : what the folder holds, for messages.
+    keep_old_as : the name (beside ``out_dir``) to keep a replaced folder under; default
+        ``<name>.replaced-<UTC time>``.
+
+    Returns
+    -------
+    Where the replaced folder was kept, or None when nothing was replaced.
+    """
+    out_dir = Path(out_dir)
+    check_output_folder(out_dir, overwrite, kind=kind)
+    out_dir.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.partial-", dir=out_dir.parent))
+    try:
+        staging.chmod(0o777 & ~_current_umask())  # mkdtemp makes it private; outputs are shared
+        write(staging)
+        return _move_into_place(staging, out_dir, keep_old_as)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+
+
+def _current_umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+def _move_into_place(staging: Path, out_dir: Path, keep_old_as: str | None) -> Path | None:
+    kept = None
+    if out_dir.exists():
+        if any(out_dir.iterdir()):
+            stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ")
+            kept = out_dir.with_name(keep_old_as or f"{out_dir.name}.replaced-{stamp}")
+            if kept.exists():
+                raise OutputError(f"cannot keep the old {out_dir} as {kept}: that name is taken; move it away")
+            out_dir.rename(kept)
+        else:
+            out_dir.rmdir()
+    staging.rename(out_dir)
+    return kept
