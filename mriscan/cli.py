@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import os
 import sys
-from collections.abc import Callable
+import tempfile
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from functools import wraps
 from pathlib import Path
 from typing import Any
@@ -176,7 +178,7 @@ def scan(input_dir: Path, out: Path, model_dir: Path | None, workers: int, resum
     try:
         writer = prepare_output(options)
         try:
-            bundle = _load_model(model_dir)
+            bundle = _load_model(model_dir, quiet=quiet)
         except MriscanError:
             writer.close()
             raise
@@ -356,10 +358,49 @@ def promote(new_model: Path, current_model: Path, data_dirs: tuple[Path, ...], p
                f"the replaced model is kept as {promotion.kept_as}")
 
 
-def _load_model(model_dir: Path | None):
+def _load_model(model_dir: Path | None, quiet: bool = False):
+    """Load the bundle; under cron or --quiet, TensorFlow's native start-up lines are held back.
+
+    TensorFlow's C++ side writes them to file descriptor 2 before any Python logging setting
+    applies, so a nightly job would mail them every night. They are replayed if loading fails.
+    """
     from mriscan.model import load_bundle
 
-    return load_bundle(model_dir)
+    if not (quiet or not sys.stderr.isatty()):
+        return load_bundle(model_dir)
+    with _native_stderr_held() as held:
+        try:
+            return load_bundle(model_dir)
+        except BaseException:
+            held.replay = True
+            raise
+
+
+class _HeldStderr:
+    replay = False
+
+
+@contextmanager
+def _native_stderr_held() -> Iterator[_HeldStderr]:
+    """Point file descriptor 2 at a temporary file for the block; replay it if asked to."""
+    state = _HeldStderr()
+    try:
+        saved = os.dup(2)
+    except OSError:  # no usable stderr (e.g. closed): nothing to hold back
+        yield state
+        return
+    with tempfile.TemporaryFile() as capture:
+        sys.stderr.flush()
+        os.dup2(capture.fileno(), 2)
+        try:
+            yield state
+        finally:
+            sys.stderr.flush()
+            os.dup2(saved, 2)
+            os.close(saved)
+            if state.replay:
+                capture.seek(0)
+                sys.stderr.write(capture.read().decode(errors="replace"))
 
 
 def main() -> None:

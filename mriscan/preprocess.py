@@ -70,6 +70,30 @@ def preprocess(pixels: np.ndarray, config: PreprocessConfig = PreprocessConfig()
     >>> preprocess(img, PreprocessConfig(image_size=64)).shape
     (64, 64, 1)
     """
+    grey, crop, (low, high) = _plan(pixels, config)
+    return _letterbox(_rescale(grey[crop], low, high), config.image_size)[..., np.newaxis]
+
+
+def project_mask(mask: np.ndarray, pixels: np.ndarray, config: PreprocessConfig = PreprocessConfig()) -> np.ndarray:
+    """Carry a mask drawn on ``pixels`` (e.g. a synthetic lesion) into model-input coordinates.
+
+    The same crop and letterbox as :func:`preprocess`, with nearest-neighbour resizing, so an
+    explanation on the model input can be compared with the mask.
+
+    Examples
+    --------
+    >>> img = np.zeros((100, 100), np.float32); img[20:80, 20:80] = 50.0
+    >>> lesion = np.zeros((100, 100), bool); lesion[40:50, 40:50] = True
+    >>> project_mask(lesion, img, PreprocessConfig(image_size=64)).shape
+    (64, 64)
+    """
+    _, crop, _ = _plan(pixels, config)
+    cropped = np.asarray(mask, np.float32)[crop]
+    return _letterbox(cropped, config.image_size, cv2.INTER_NEAREST) > 0.5
+
+
+def _plan(pixels: np.ndarray, config: PreprocessConfig) -> tuple[np.ndarray, tuple[slice, slice], tuple[float, float]]:
+    """The grey image as float32, the crop to the head, and the intensity percentiles."""
     grey = np.asarray(pixels, dtype=np.float32)
     if grey.ndim != 2 or min(grey.shape) < 1:
         raise ValueError(f"preprocess expects a 2-D grey image; received shape {grey.shape}")
@@ -77,12 +101,13 @@ def preprocess(pixels: np.ndarray, config: PreprocessConfig = PreprocessConfig()
         grey = np.nan_to_num(grey, nan=0.0, posinf=0.0, neginf=0.0)
     small = _fit_side(grey, MASK_SIDE)
     mask = head_mask(_min_max(small))
-    low, high = _percentiles(small, mask, config.low_percentile, config.high_percentile)
+    percentiles = _percentiles(small, mask, config.low_percentile, config.high_percentile)
+    crop = (slice(None), slice(None))
     if config.crop_to_head:
         top, bottom, left, right = _bounding_box(mask, config.margin)
-        grey = grey[_scaled_span(top, bottom, small.shape[0], grey.shape[0]),
-                    _scaled_span(left, right, small.shape[1], grey.shape[1])]
-    return _letterbox(_rescale(grey, low, high), config.image_size)[..., np.newaxis]
+        crop = (_scaled_span(top, bottom, small.shape[0], grey.shape[0]),
+                _scaled_span(left, right, small.shape[1], grey.shape[1]))
+    return grey, crop, percentiles
 
 
 def head_mask(unit: np.ndarray) -> np.ndarray:
@@ -155,12 +180,13 @@ def _rescale(grey: np.ndarray, low: float, high: float) -> np.ndarray:
     return np.clip((grey - low) / (high - low), 0.0, 1.0).astype(np.float32)
 
 
-def _letterbox(image: np.ndarray, size: int) -> np.ndarray:
+def _letterbox(image: np.ndarray, size: int, interpolation: int | None = None) -> np.ndarray:
     height, width = image.shape
     scale = size / max(height, width)
     new_h = max(1, min(size, int(round(height * scale))))
     new_w = max(1, min(size, int(round(width * scale))))
-    interpolation = cv2.INTER_AREA if scale < 1 else cv2.INTER_LINEAR
+    if interpolation is None:
+        interpolation = cv2.INTER_AREA if scale < 1 else cv2.INTER_LINEAR
     resized = cv2.resize(image, (new_w, new_h), interpolation=interpolation)
     canvas = np.zeros((size, size), dtype=np.float32)
     top, left = (size - new_h) // 2, (size - new_w) // 2

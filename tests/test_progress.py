@@ -71,3 +71,18 @@ def test_resumed_scan_reports_skipped_files_and_only_the_rest_to_do(incoming, tm
     assert "scanning: 2 of 72 to do" in log[0]  # the new file and the unreadable one, retried
     scanned, _, _, unreadable, skipped, _ = SUMMARY.match(summary).groups()
     assert (scanned, unreadable, skipped) == ("1", "1", "70")
+
+
+def test_quiet_real_process_prints_nothing_at_all(tmp_path, tiny_bundle, write_png):
+    """Not even TensorFlow's native start-up lines, which a cron job would mail every night."""
+    import subprocess
+    import sys
+
+    from conftest import brain_like
+
+    write_png(tmp_path / "in" / "a.png", brain_like(1))
+    done = subprocess.run([sys.executable, "-m", "mriscan", "scan", str(tmp_path / "in"), "--out",
+                           str(tmp_path / "r.csv"), "--model", str(tiny_bundle), "--workers", "1", "--quiet"],
+                          capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0 and done.stdout == "" and done.stderr == "", done.stderr
+    assert (tmp_path / "r.csv").exists()
