@@ -197,16 +197,23 @@ def scan(input_dir: Path, out: Path, model_dir: Path | None, workers: int, resum
 @click.option("--out", required=True, type=click.Path(dir_okay=False, path_type=Path), help="CSV file to write.")
 @click.option("--overwrite", is_flag=True, help="Replace an existing CSV.")
 @click.option("--image-size", type=click.IntRange(32, 512), default=150, show_default=True)
+@click.option("--against", type=click.Path(exists=True, file_okay=False, path_type=Path), default=None,
+              help="Instead: list the images of DATA_DIR that copy an image of this folder (leakage check).")
 @_WORKERS
 @_fatal_on_mriscan_error
-def dedup(data_dir: Path, out: Path, overwrite: bool, image_size: int, workers: int) -> None:
-    """List the exact and near-duplicate groups under DATA_DIR that fit would remove."""
-    from mriscan.dedup_report import write_duplicate_report
+def dedup(data_dir: Path, out: Path, overwrite: bool, image_size: int, against: Path | None, workers: int) -> None:
+    """List the exact and near-duplicate groups under DATA_DIR that fit would remove.
+
+    With --against OTHER: the images of DATA_DIR that are copies of images of OTHER.
+    """
+    from mriscan.dedup_report import write_cross_report, write_duplicate_report
     from mriscan.preprocess import PreprocessConfig
 
-    summary = write_duplicate_report(data_dir, out, PreprocessConfig(image_size=image_size), workers=workers,
-                                     overwrite=overwrite)
-    click.echo(summary)
+    config = PreprocessConfig(image_size=image_size)
+    if against is not None:
+        click.echo(write_cross_report(data_dir, against, out, config, workers=workers, overwrite=overwrite))
+        return
+    click.echo(write_duplicate_report(data_dir, out, config, workers=workers, overwrite=overwrite))
 
 
 @cli.command(epilog=EXIT_CODES_HELP)

@@ -159,3 +159,21 @@ def test_explain_one_image_with_lime_beside_it(fitted, tmp_path, write_png):
     result = CliRunner().invoke(cli, ["explain", str(image), "--model", str(model), "--samples", "100"])
     assert result.exit_code == EXIT_OK, result.output
     assert (tmp_path / "one" / "x.png.lime.png").stat().st_size > 1000
+
+
+def test_dedup_against_another_folder_lists_the_leaked_copies(tmp_path, write_png):
+    import cv2
+
+    shared = brain_like(21)
+    write_png(tmp_path / "train" / "a.png", shared)
+    write_png(tmp_path / "train" / "b.png", brain_like(22))
+    recoded = cv2.imdecode(cv2.imencode(".jpg", shared, [cv2.IMWRITE_JPEG_QUALITY, 85])[1], cv2.IMREAD_GRAYSCALE)
+    write_png(tmp_path / "test" / "copy_of_a.png", recoded)
+    write_png(tmp_path / "test" / "c.png", brain_like(23))
+    out = tmp_path / "leaks.csv"
+    result = CliRunner().invoke(cli, ["dedup", str(tmp_path / "train"), "--against", str(tmp_path / "test"),
+                                      "--out", str(out), "--workers", "1"])
+    assert result.exit_code == EXIT_OK, result.output
+    rows = _rows(out)
+    assert [(r["path"], r["against_path"], r["kind"]) for r in rows] == [("a.png", "copy_of_a.png", "near")]
+    assert float(rows[0]["correlation"]) > 0.96 and "1 of 2 images" in result.output
