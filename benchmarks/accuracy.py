@@ -10,7 +10,9 @@ For each bundle it prints one table row:
   figshare was not in the bundle's training data;
 - synthetic slices of a plane held out from training (sagittal, all four contrasts, half with
   lesions): AUROC, sensitivity and specificity at the threshold;
-- synthetic healthy specificity per contrast.
+- synthetic healthy specificity per contrast;
+- AUROC on the synthetic test slices under acquisition shifts (gamma, noise, resolution, rotation,
+  flip, bias field);
 and, once, the shortcut audit: a logistic regression on image statistics alone (size, aspect,
 intensity) predicting Br35H's label, before and after mriscan's preprocessing (5-fold AUROC).
 
@@ -35,22 +37,30 @@ SEED = 2021
 
 def variants(work: Path) -> dict[str, list[str]]:
     """name -> the data folders and options of ``mriscan fit`` for each compared recipe."""
-    synth_ac = str(work / "synth_axial_coronal")
-    br35h, figshare = str(DATA / "br35h"), str(DATA / "figshare")
+    br35h = str(DATA / "br35h")
     return {
         "seed net, Br35H": [br35h, "--arch", "seed"],
         "compact, Br35H": [br35h],
-        "compact, Br35H + synthetic paired (axial, coronal)": [br35h, synth_ac],
-        "compact, Br35H + synthetic paired + figshare": [br35h, synth_ac, figshare],
+        "compact, Br35H + synthetic paired (axial, coronal; sagittal held out)": [
+            br35h, str(work / "synth_axial_coronal")],
+        "compact, Br35H + synthetic paired (all planes) + lesions in real Br35H slices (the default)": [
+            br35h, str(work / "synth_all_planes"), str(work / "synth_real_lesions")],
     }
 
 
+SYNTHETIC_SETS = {
+    # name: options of ``mriscan synth`` (the default model's recipe uses the last two)
+    "synth_axial_coronal": ["--n", "3000", "--seed", "11", "--plane", "axial", "--plane", "coronal", "--paired"],
+    "synth_sagittal_test": ["--n", "600", "--seed", "12", "--plane", "sagittal"],
+    "synth_all_planes": ["--n", "3000", "--seed", "21", "--paired"],
+    "synth_real_lesions": ["--n", "1200", "--seed", "22", "--paired", "--contrast", "t2", "--contrast", "flair",
+                           "--from-healthy", str(DATA / "br35h" / "no")],
+}
+
+
 def make_synthetic(work: Path) -> None:
-    """Synthetic sets: paired axial+coronal for training, sagittal held out for testing."""
-    jobs = [("synth_axial_coronal", ["--n", "3000", "--seed", "11", "--plane", "axial", "--plane", "coronal",
-                                     "--paired"]),
-            ("synth_sagittal_test", ["--n", "600", "--seed", "12", "--plane", "sagittal"])]
-    for name, options in jobs:
+    """The synthetic sets the variants train on, and the held-out sagittal test set."""
+    for name, options in SYNTHETIC_SETS.items():
         if not (work / name / "manifest.csv").exists():
             subprocess.run([sys.executable, "-m", "mriscan", "synth", str(work / name), *options], check=True)
 
@@ -102,6 +112,63 @@ def _specificity_by_contrast(pred, bundle, folder: Path) -> dict[str, float]:
         healthy = (names == contrast) & (pred.labels == 0)
         if healthy.any():
             result[contrast] = round(float((pred.probability[healthy] < bundle.threshold).mean()), 3)
+    return result
+
+
+SHIFTS = {
+    "none": lambda p, rng: p,
+    "gamma 0.5": lambda p, rng: (p / max(p.max(), 1e-6)) ** 0.5 * 255,
+    "gamma 2": lambda p, rng: (p / max(p.max(), 1e-6)) ** 2 * 255,
+    "noise 5%": lambda p, rng: p + rng.normal(0, 0.05 * max(p.max(), 1e-6), p.shape),
+    "resolution x0.3": lambda p, rng: _resample(p, 0.3),
+    "rotate 20 deg": lambda p, rng: _rotate(p, 20),
+    "flip left-right": lambda p, rng: p[:, ::-1],
+    "bias field": lambda p, rng: p * _bias(p.shape),
+}
+
+
+def _resample(pixels: np.ndarray, factor: float) -> np.ndarray:
+    import cv2
+
+    height, width = pixels.shape
+    small = cv2.resize(pixels, (max(8, int(width * factor)), max(8, int(height * factor))),
+                       interpolation=cv2.INTER_AREA)
+    return cv2.resize(small, (width, height), interpolation=cv2.INTER_LINEAR)
+
+
+def _rotate(pixels: np.ndarray, degrees: float) -> np.ndarray:
+    import cv2
+
+    height, width = pixels.shape
+    matrix = cv2.getRotationMatrix2D((width / 2, height / 2), degrees, 1.0)
+    return cv2.warpAffine(pixels, matrix, (width, height))
+
+
+def _bias(shape: tuple[int, int]) -> np.ndarray:
+    rows, cols = np.mgrid[0 : shape[0], 0 : shape[1]]
+    return 0.6 + 0.8 * (cols / max(shape[1] - 1, 1)) * (rows / max(shape[0] - 1, 1)) ** 0.5
+
+
+def shift_robustness(bundle_dir: Path, folder: Path, limit: int = 200) -> dict[str, float]:
+    """AUROC on a labelled folder (first ``limit`` images per class) under synthetic acquisition shifts."""
+    from sklearn.metrics import roc_auc_score
+
+    from mriscan.dataset import find_labelled_files
+    from mriscan.imageio import read_image
+    from mriscan.model import load_bundle
+    from mriscan.preprocess import preprocess
+
+    bundle = load_bundle(bundle_dir)
+    files = find_labelled_files([folder])
+    files = [f for f in files if f.label == 1][:limit] + [f for f in files if f.label == 0][:limit]
+    pixels = [read_image(f.path)[0].pixels.astype(np.float32) for f in files]
+    labels = np.array([f.label for f in files])
+    result = {}
+    for name, shift in SHIFTS.items():
+        rng = np.random.default_rng(SEED)
+        inputs = np.stack([preprocess(np.asarray(shift(p, rng), np.float32), bundle.preprocess_config)
+                           for p in pixels])
+        result[name] = round(float(roc_auc_score(labels, bundle.predict(inputs))), 3)
     return result
 
 
@@ -167,6 +234,12 @@ def main() -> None:
     bundles = list(args.model) + (train(args.work, args.epochs) if args.train else [])
     rows = [measure(b, args.work) for b in bundles]
     print_table(rows)
+    sagittal = args.work / "synth_sagittal_test"
+    if sagittal.exists():
+        print(f"\nAUROC under acquisition shifts, {sagittal.name} (200 + 200 images):")
+        for bundle, row in zip(bundles, rows, strict=True):
+            row["shifts"] = shift_robustness(bundle, sagittal)
+            print(f"- {bundle}: {row['shifts']}")
     audit = shortcut_audit()
     print(f"\nshortcut audit (5-fold AUROC of statistics alone on Br35H labels): {audit}")
     if args.json:
