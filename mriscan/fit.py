@@ -163,10 +163,10 @@ def _load_and_deduplicate(files: list[LabelledFile], options: FitOptions, progre
     groups = find_duplicate_groups([r.sha256 for r in readable], _thumbnails(readable))
     labels = np.array([label_of[r.path] for r in readable])
     # Near copies with different labels differ in what matters (a lesion, e.g. synth's paired
-    # twins): all are kept, and their shared group keeps them in one split.
+    # twins): one image of each label is kept, and their shared group keeps them in one split.
     conflicted = _label_conflicts(groups.group_ids, labels)
-    removed = groups.removed() & ~conflicted
-    keep = ~removed
+    keep = _first_of_each_label(groups.group_ids, labels)
+    removed = ~keep
     kinds = Counter(k for k, r in zip(groups.kinds, removed, strict=True) if r)
     kept_records = [r for r, k in zip(readable, keep, strict=True) if k]
     counts = {
@@ -229,8 +229,25 @@ def _lineage(options: FitOptions, data: _Dataset, parent: ModelBundle | None) ->
 
 def _label_conflicts(group_ids: np.ndarray, labels: np.ndarray) -> np.ndarray:
     """Images whose duplicate group holds both labels."""
-    mixed = {g for g in np.unique(group_ids) if len(np.unique(labels[group_ids == g])) > 1}
-    return np.isin(group_ids, list(mixed))
+    low = np.full(group_ids.max() + 1, 2)
+    high = np.full(group_ids.max() + 1, -1)
+    np.minimum.at(low, group_ids, labels)
+    np.maximum.at(high, group_ids, labels)
+    return (low != high)[group_ids]
+
+
+def _first_of_each_label(group_ids: np.ndarray, labels: np.ndarray) -> np.ndarray:
+    """Keep the first image of each (duplicate group, label): one copy per answer.
+
+    Examples
+    --------
+    >>> _first_of_each_label(np.array([0, 0, 0, 1, 1]), np.array([1, 1, 0, 0, 0])).tolist()
+    [True, False, True, True, False]
+    """
+    _, first = np.unique(group_ids * 2 + labels, return_index=True)
+    keep = np.zeros(len(group_ids), dtype=bool)
+    keep[first] = True
+    return keep
 
 
 def _calibrate_and_evaluate(model: Any, data: _Dataset, split: Any, target_recall: float) -> dict[str, Any]:
