@@ -78,15 +78,21 @@ class ResultsWriter:
             raise OutputError(f"cannot write into {parent} (permission denied); choose another --out")
 
     def _acquire_lock(self) -> IO[str]:
-        handle = open(self.out.with_name(self.out.name + ".lock"), "a+", encoding="utf-8")
-        try:
-            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError as error:
+        lock_path = self.out.with_name(self.out.name + ".lock")
+        for _ in range(3):
+            handle = open(lock_path, "a+", encoding="utf-8")
+            try:
+                fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError as error:
+                handle.close()
+                raise OutputError(
+                    f"another mriscan scan is writing {self.out} right now; wait for it or choose another --out"
+                ) from error
+            # A finishing run unlinks the lock file; a lock on that unlinked file guards nothing.
+            if _same_file(handle, lock_path):
+                return handle
             handle.close()
-            raise OutputError(
-                f"another mriscan scan is writing {self.out} right now; wait for it or choose another --out"
-            ) from error
-        return handle
+        raise OutputError(f"could not lock {lock_path}: it keeps being replaced; is another scan starting?")
 
     def start(self) -> None:
         """Rewrite the partial file with the rows kept from before, ready for appending."""
@@ -139,3 +145,11 @@ class ResultsWriter:
         writer = csv.DictWriter(handle, fieldnames=self.columns, extrasaction="ignore")
         writer.writeheader()
         writer.writerows(rows)
+
+
+def _same_file(handle: IO[str], path: Path) -> bool:
+    """Whether an open file is still the one at ``path`` (not unlinked or replaced meanwhile)."""
+    try:
+        return os.fstat(handle.fileno()).st_ino == os.stat(path).st_ino
+    except FileNotFoundError:
+        return False

@@ -60,3 +60,15 @@ def test_foreign_csv_is_not_resumed(tmp_path):
     out.write_text("name,age\nx,1\n")
     with pytest.raises(OutputError, match="not a mriscan results CSV"):
         ResultsWriter(out, COLUMNS, resume=True, overwrite=False)
+
+
+def test_a_lock_on_an_unlinked_lock_file_is_not_trusted(tmp_path):
+    from mriscan.results import _same_file
+
+    lock = tmp_path / "r.csv.lock"
+    with open(lock, "a+", encoding="utf-8") as handle:
+        assert _same_file(handle, lock)
+        lock.unlink()  # what a finishing run does
+        assert not _same_file(handle, lock)
+        lock.write_text("")  # a newer run's lock file
+        assert not _same_file(handle, lock)
