@@ -391,12 +391,22 @@ def _colour_to_grey(colour: np.ndarray, conversion: int, full_scale: float) -> t
 
     Grey stored as three equal channels keeps its exact values.
     """
-    if np.array_equal(colour[..., 0], colour[..., 1]) and np.array_equal(colour[..., 0], colour[..., 2]):
+    spread = _channel_spread(colour)
+    if not spread.any():
         return colour[..., 0].astype(np.float32), False
-    spread = colour.max(axis=-1).astype(np.float32) - colour.min(axis=-1).astype(np.float32)
-    had_colour = float(np.mean(spread > _COLOUR_TOLERANCE * full_scale)) > _COLOUR_FRACTION
+    had_colour = float(np.count_nonzero(spread > _COLOUR_TOLERANCE * full_scale)) / spread.size > _COLOUR_FRACTION
     grey = cv2.cvtColor(np.ascontiguousarray(colour, dtype=np.float32), conversion)
     return grey, had_colour
+
+
+def _channel_spread(colour: np.ndarray) -> np.ndarray:
+    """Per pixel, the largest difference between two channels (max minus min over the three).
+
+    OpenCV's saturating absdiff on the native type: most slices arrive as 8-bit RGB, and this
+    runs once per scanned file.
+    """
+    first, second, third = (np.ascontiguousarray(colour[..., i]) for i in range(3))
+    return cv2.max(cv2.max(cv2.absdiff(first, second), cv2.absdiff(first, third)), cv2.absdiff(second, third))
 
 
 # --- DICOM (pydicom), one display-pipeline step per function -----------------------------------
