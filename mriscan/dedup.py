@@ -26,7 +26,7 @@ and 2 of them exceed 0.96. Of the copies that pass 0.96, 97% are within 16 dHash
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import NamedTuple
 
@@ -81,6 +81,11 @@ def thumbnail(model_input: np.ndarray) -> np.ndarray:
         raise ValueError(f"Expected a (H, W) or (H, W, 1) model input. Received: shape={pixels.shape}")
     size = (THUMBNAIL_SIZE, THUMBNAIL_SIZE)
     return cv2.resize(pixels, size, interpolation=cv2.INTER_AREA)
+
+
+def thumbnails(model_inputs: Iterable[np.ndarray]) -> np.ndarray:
+    """Stack the :func:`thumbnail` of each model input into an (n, 64, 64) array."""
+    return np.stack([thumbnail(model_input) for model_input in model_inputs])
 
 
 def perceptual_hash(thumb: np.ndarray) -> np.ndarray:

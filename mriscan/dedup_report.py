@@ -11,9 +11,7 @@ import csv
 import os
 from pathlib import Path
 
-import numpy as np
-
-from mriscan.dedup import find_cross_duplicates, find_duplicate_groups, thumbnail
+from mriscan.dedup import find_cross_duplicates, find_duplicate_groups, thumbnails
 from mriscan.discover import find_candidates, relative_posix
 from mriscan.errors import OutputError
 from mriscan.loader import LoadedImage, load_all
@@ -32,7 +30,7 @@ def write_duplicate_report(
     readable = _readable(records)
     rows = [_error_row(r, data_dir) for r in records if not r.ok]
     if readable:
-        groups = find_duplicate_groups([r.sha256 for r in readable], _thumbnails(readable))
+        groups = find_duplicate_groups([r.sha256 for r in readable], thumbnails(r.model_input for r in readable))
         names = [_name(r, data_dir) for r in readable]
         rows += [
             {"path": names[i], "group_id": str(int(groups.group_ids[i])), "kind": groups.kinds[i],
@@ -66,8 +64,8 @@ def write_cross_report(
     mine, theirs = (_readable(load_all(find_candidates(d), config, workers=workers)) for d in (data_dir, against))
     rows = []
     if mine and theirs:
-        matches = find_cross_duplicates([r.sha256 for r in mine], _thumbnails(mine),
-                                        [r.sha256 for r in theirs], _thumbnails(theirs))
+        matches = find_cross_duplicates([r.sha256 for r in mine], thumbnails(r.model_input for r in mine),
+                                        [r.sha256 for r in theirs], thumbnails(r.model_input for r in theirs))
         rows = [{"path": _name(mine[m.index_a], data_dir), "against_path": _name(theirs[m.index_b], against),
                  "kind": m.kind, "hamming": str(m.hamming), "correlation": f"{m.correlation:.4f}"} for m in matches]
     _write_atomically(out, sorted(rows, key=lambda row: (row["path"], row["against_path"])), CROSS_COLUMNS)
@@ -77,10 +75,6 @@ def write_cross_report(
 
 def _readable(records: list[LoadedImage]) -> list[LoadedImage]:
     return [r for r in records if r.ok]
-
-
-def _thumbnails(records: list[LoadedImage]) -> np.ndarray:
-    return np.stack([thumbnail(r.model_input) for r in records])
 
 
 def _check_output(out: Path, overwrite: bool) -> None:

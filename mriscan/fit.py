@@ -17,7 +17,7 @@ import numpy as np
 from mriscan import __version__
 from mriscan.calibrate import choose_thresholds, expected_calibration_error, fit_temperature
 from mriscan.dataset import CLASS_NAMES, LabelledFile, find_labelled_files
-from mriscan.dedup import find_cross_duplicates, find_duplicate_groups, thumbnail
+from mriscan.dedup import find_cross_duplicates, find_duplicate_groups, thumbnails
 from mriscan.discover import find_candidates
 from mriscan.errors import DataLayoutError, ModelBundleError, TrainingError
 from mriscan.lineage import UNLABELLED, folder_fingerprints
@@ -160,7 +160,7 @@ def _load_and_deduplicate(files: list[LabelledFile], options: FitOptions, progre
                             f"{exclusion['excluded_images']} removed as copies of --exclude images); fit needs at "
                             f"least {MIN_READABLE_IMAGES} (10 per class)")
     progress.stage("finding duplicates across the whole set")
-    groups = find_duplicate_groups([r.sha256 for r in readable], _thumbnails(readable))
+    groups = find_duplicate_groups([r.sha256 for r in readable], thumbnails(r.model_input for r in readable))
     labels = np.array([label_of[r.path] for r in readable])
     # Near copies with different labels differ in what matters (a lesion, e.g. synth's paired
     # twins): one image of each label is kept, and their shared group keeps them in one split.
@@ -192,10 +192,6 @@ def _load_and_deduplicate(files: list[LabelledFile], options: FitOptions, progre
     )
 
 
-def _thumbnails(records: list[LoadedImage]) -> np.ndarray:
-    return np.stack([thumbnail(r.model_input) for r in records])
-
-
 def _remove_excluded_copies(readable: list[LoadedImage], options: FitOptions,
                             progress: FitProgress) -> tuple[list[LoadedImage], dict[str, Any]]:
     """Drop training images that copy an image of a folder that must stay unseen (--exclude)."""
@@ -208,8 +204,10 @@ def _remove_excluded_copies(readable: list[LoadedImage], options: FitOptions,
                               "check the path (it should be the folder that must stay unseen, e.g. a validation set)")
     records = load_all(paths, options.preprocessing, workers=options.workers)
     unseen = [r for r in records if r.ok]
-    copies = find_cross_duplicates([r.sha256 for r in readable], _thumbnails(readable), [r.sha256 for r in unseen],
-                                   _thumbnails(unseen)) if unseen and readable else []
+    copies = []
+    if unseen and readable:
+        copies = find_cross_duplicates([r.sha256 for r in readable], thumbnails(r.model_input for r in readable),
+                                       [r.sha256 for r in unseen], thumbnails(r.model_input for r in unseen))
     leaked = {copy.index_a for copy in copies}
     progress.stage(f"removed {len(leaked)} training images that copy images of the --exclude folders")
     fingerprints = folder_fingerprints(options.exclude_dirs, [(r.path, UNLABELLED, r.sha256) for r in records])
