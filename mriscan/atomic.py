@@ -1,4 +1,4 @@
-"""Output folders written all at once: a staging folder beside the target, then a rename.
+"""Outputs written all at once: a staging folder (or file) beside the target, then a rename.
 
 A killed command therefore never leaves a half-written bundle or report where a good one was.
 An existing, non-empty folder is replaced only with consent, and is then kept beside the new one
@@ -90,3 +90,22 @@ def _move_into_place(staging: Path, out_dir: Path, keep_old_as: str | None) -> P
             out_dir.rmdir()
     staging.rename(out_dir)
     return kept
+
+
+def replace_file(path: Path, data: bytes, *, sync: bool = False) -> None:
+    """Write ``data`` to ``path`` through a hidden temporary file beside it, then rename over ``path``.
+
+    Readers see the old file or the complete new one, never a half-written file. With ``sync`` the
+    data reaches the disk before the rename (for files a crash must not lose). OSError propagates.
+    """
+    temporary = path.with_name(f".{path.name}.partial")
+    try:
+        with open(temporary, "wb") as handle:
+            handle.write(data)
+            if sync:
+                handle.flush()
+                os.fsync(handle.fileno())
+        os.replace(temporary, path)
+    except BaseException:
+        temporary.unlink(missing_ok=True)
+        raise

@@ -8,9 +8,10 @@ OTHER (a leakage check between data sets: public brain MRI sets share thousands 
 from __future__ import annotations
 
 import csv
-import os
+import io
 from pathlib import Path
 
+from mriscan.atomic import replace_file
 from mriscan.dedup import find_cross_duplicates, find_duplicate_groups, thumbnails
 from mriscan.discover import find_candidates, relative_posix
 from mriscan.errors import OutputError
@@ -83,9 +84,8 @@ def _check_output(out: Path, overwrite: bool) -> None:
 
 
 def _write_atomically(out: Path, rows: list[dict[str, str]], columns: tuple[str, ...]) -> None:
-    temporary = out.with_name(out.name + ".tmp")
-    with open(temporary, "w", encoding="utf-8", newline="") as handle:
-        writer = csv.DictWriter(handle, fieldnames=columns)
-        writer.writeheader()
-        writer.writerows(rows)
-    os.replace(temporary, out)
+    text = io.StringIO(newline="")
+    writer = csv.DictWriter(text, fieldnames=columns)
+    writer.writeheader()
+    writer.writerows(rows)
+    replace_file(out, text.getvalue().encode("utf-8"))

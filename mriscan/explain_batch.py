@@ -23,6 +23,7 @@ from pathlib import Path, PurePosixPath
 import numpy as np
 from joblib import Parallel, delayed
 
+from mriscan.atomic import replace_file
 from mriscan.discover import find_candidates, relative_posix
 from mriscan.errors import OutputError, UnreadableImageError
 from mriscan.explain import Explainer, ExplainError, Explanation, make_explainer
@@ -334,13 +335,10 @@ def _write_atomically(path: Path, data: bytes, *, what: str) -> None:
     OutputError
         When the folder cannot be created or the file cannot be written.
     """
-    partial_path = path.with_name(f".{path.name}.partial")
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        partial_path.write_bytes(data)
-        os.replace(partial_path, path)
+        replace_file(path, data)
     except OSError as error:
-        partial_path.unlink(missing_ok=True)
         raise OutputError(
             f"Cannot write the {what} {path}: {error.strerror}. Check permissions and free space."
         ) from error

@@ -17,6 +17,7 @@ from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import IO
 
+from mriscan.atomic import replace_file
 from mriscan.errors import OutputError
 
 COLUMNS = (
@@ -96,12 +97,7 @@ class ResultsWriter:
 
     def start(self) -> None:
         """Rewrite the partial file with the rows kept from before, ready for appending."""
-        temporary = self.partial.with_name(self.partial.name + ".tmp")
-        with open(temporary, "w", encoding="utf-8", newline="") as handle:
-            self._write(handle, self.previous.values())
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(temporary, self.partial)
+        replace_file(self.partial, self._csv_bytes(self.previous.values()), sync=True)
         self._handle = open(self.partial, "a", encoding="utf-8", newline="")
 
     def append(self, rows: Iterable[Row], sync_every: int = 256) -> None:
@@ -120,12 +116,7 @@ class ResultsWriter:
     def finish(self) -> list[Row]:
         """Atomically replace ``<out>`` with every row, sorted; remove the partial file."""
         rows = sorted({**self.previous, **self._new}.values(), key=row_key)
-        temporary = self.out.with_name(self.out.name + ".tmp")
-        with open(temporary, "w", encoding="utf-8", newline="") as handle:
-            self._write(handle, rows)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(temporary, self.out)
+        replace_file(self.out, self._csv_bytes(rows), sync=True)
         self.close()
         self.partial.unlink(missing_ok=True)
         return rows
@@ -141,10 +132,12 @@ class ResultsWriter:
             self._lock.close()
             self._lock = None
 
-    def _write(self, handle: IO[str], rows: Iterable[Row]) -> None:
-        writer = csv.DictWriter(handle, fieldnames=self.columns, extrasaction="ignore")
+    def _csv_bytes(self, rows: Iterable[Row]) -> bytes:
+        text = io.StringIO(newline="")
+        writer = csv.DictWriter(text, fieldnames=self.columns, extrasaction="ignore")
         writer.writeheader()
         writer.writerows(rows)
+        return text.getvalue().encode("utf-8")
 
 
 def _same_file(handle: IO[str], path: Path) -> bool:
