@@ -13,6 +13,8 @@ For each bundle it prints one table row:
 - synthetic healthy specificity per contrast;
 - AUROC on the synthetic test slices under acquisition shifts (gamma, noise, resolution, rotation,
   flip, bias field);
+- test-time augmentation: AUROC on the synthetic sagittal set and figshare sensitivity, plain vs
+  averaged with the left-right mirror image (twice the network's cost per image);
 and, once, the shortcut audit: a logistic regression on image statistics alone (size, aspect,
 intensity) predicting Br35H's label, before and after mriscan's preprocessing (5-fold AUROC).
 
@@ -172,6 +174,34 @@ def shift_robustness(bundle_dir: Path, folder: Path, limit: int = 200) -> dict[s
     return result
 
 
+def flip_averaging(bundle_dir: Path, work: Path) -> dict[str, float]:
+    """Plain vs left-right-flip-averaged prediction: synthetic sagittal AUROC and figshare sensitivity."""
+    from sklearn.metrics import roc_auc_score
+
+    from mriscan.dataset import find_labelled_files
+    from mriscan.loader import load_all
+    from mriscan.model import load_bundle
+
+    bundle = load_bundle(bundle_dir)
+    result = {}
+    for name, folder in (("synthetic sagittal AUROC", work / "synth_sagittal_test"),
+                         ("figshare sensitivity", DATA / "figshare")):
+        if not folder.exists():
+            continue
+        files = find_labelled_files([folder])
+        records = [r for r in load_all([f.path for f in files], bundle.preprocess_config) if r.ok]
+        label_of = {f.path: f.label for f in files}
+        labels = np.array([label_of[r.path] for r in records])
+        inputs = np.stack([r.model_input for r in records])
+        plain = bundle.predict(inputs)
+        averaged = (plain + bundle.predict(inputs[:, :, ::-1])) / 2
+        for kind, probability in (("plain", plain), ("flip-averaged", averaged)):
+            value = (roc_auc_score(labels, probability) if "AUROC" in name
+                     else (probability >= bundle.threshold).mean())
+            result[f"{name}, {kind}"] = round(float(value), 3)
+    return result
+
+
 def shortcut_audit(limit: int = 3000) -> dict[str, float]:
     """5-fold AUROC of a logistic regression on image statistics alone, raw vs preprocessed."""
     from sklearn.linear_model import LogisticRegression
@@ -240,6 +270,10 @@ def main() -> None:
         for bundle, row in zip(bundles, rows, strict=True):
             row["shifts"] = shift_robustness(bundle, sagittal)
             print(f"- {bundle}: {row['shifts']}")
+    print("\ntest-time flip averaging (2x the network's cost):")
+    for bundle, row in zip(bundles, rows, strict=True):
+        row["flip_averaging"] = flip_averaging(bundle, args.work)
+        print(f"- {bundle}: {row['flip_averaging']}")
     audit = shortcut_audit()
     print(f"\nshortcut audit (5-fold AUROC of statistics alone on Br35H labels): {audit}")
     if args.json:

@@ -1,7 +1,7 @@
 """Training-time augmentation that imitates other scanners and framings.
 
-Geometry (flip, small rotation, zoom, shift) and acquisition (intensity curve, smooth bias field,
-noise, blur) vary; the anatomy and any lesion stay. Applied to batches inside ``tf.data``, on
+Geometry (flip, small rotation, zoom, shift) and acquisition (resolution, intensity curve, smooth
+bias field, noise, blur) vary; the anatomy and any lesion stay. Applied to batches inside ``tf.data``, on
 model inputs that are already preprocessed, so the preprocessing path itself stays single.
 """
 
@@ -28,10 +28,21 @@ def build_augmenter(seed: int) -> Any:
 
     def augment(images: Any) -> Any:
         images = geometry(images, training=True)
+        images = _resolution(tf, generator, images)
         images = _intensity(tf, generator, images)
         return tf.clip_by_value(images, 0.0, 1.0)
 
     return augment
+
+
+def _resolution(tf: Any, generator: Any, images: Any) -> Any:
+    """A third of the images as if acquired at 30-80% of the resolution (down- then up-sampled)."""
+    size = tf.shape(images)[1]
+    factor = generator.uniform([], 0.3, 0.8)
+    low = tf.maximum(tf.cast(tf.cast(size, tf.float32) * factor, tf.int32), 8)
+    coarse = tf.image.resize(tf.image.resize(images, [low, low], method="area"), [size, size], method="bilinear")
+    chosen = tf.cast(generator.uniform([tf.shape(images)[0], 1, 1, 1]) < 1 / 3, images.dtype)
+    return chosen * coarse + (1 - chosen) * images
 
 
 def _intensity(tf: Any, generator: Any, images: Any) -> Any:

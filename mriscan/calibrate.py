@@ -46,18 +46,23 @@ def choose_thresholds(
     probability: np.ndarray,
     target_recall: float = 0.98,
     review_recall: float = REVIEW_RECALL,
+    counted: np.ndarray | None = None,
 ) -> Thresholds:
     """Pick ``threshold`` for the target recall and ``review_threshold`` for the safety net.
 
-    A threshold so low that it calls almost everything a tumour (FINDINGS saw 0.0015) is kept,
-    since sensitivity comes first, but reported with a warning and its specificity.
+    ``counted`` (boolean, one per image) limits the tumours whose recall sets the thresholds,
+    e.g. to real tumours when synthetic lesions are in validation too; every non-tumour image
+    counts for the specificity. A threshold so low that it calls almost everything a tumour
+    (FINDINGS saw 0.0015) is kept, since sensitivity comes first, but reported with a warning.
     """
     labels = np.asarray(labels).astype(int)
     probability = np.asarray(probability, dtype=np.float64)
-    threshold = threshold_for_recall(labels, probability, target_recall)
-    review = min(threshold, threshold_for_recall(labels, probability, review_recall))
+    # Tumours left out of the count get label -1: neither positive nor negative.
+    labels_counted = labels if counted is None else np.where(np.asarray(counted, bool) | (labels == 0), labels, -1)
+    threshold = threshold_for_recall(labels_counted, probability, target_recall)
+    review = min(threshold, threshold_for_recall(labels_counted, probability, review_recall))
     predicted = probability >= threshold
-    sensitivity = float(predicted[labels == 1].mean())
+    sensitivity = float(predicted[labels_counted == 1].mean())
     specificity = float((~predicted[labels == 0]).mean()) if (labels == 0).any() else float("nan")
     warning = ""
     if specificity < MIN_SPECIFICITY_WARNING:

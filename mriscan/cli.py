@@ -119,6 +119,9 @@ _REPORT_FOLDER = _stacked(
                    "images are removed (repeatable).")
 @click.option("--target-recall", type=click.FloatRange(0.5, 1.0), default=0.98, show_default=True,
               help="Validation sensitivity the decision threshold must keep.")
+@click.option("--threshold-from", "threshold_sources", multiple=True, metavar="FOLDER_NAME",
+              help="Data folder (by name) whose validation tumours set the thresholds (repeatable).  "
+                   "[default: every data folder not written by mriscan synth]")
 @click.option("--split", "fractions", type=(float, float, float), default=(0.80, 0.15, 0.05), show_default=True,
               help="Train, validation and test fractions.")
 @_LABEL_NAMES
@@ -128,8 +131,8 @@ _REPORT_FOLDER = _stacked(
 @_fatal_on_mriscan_error
 def fit(data_dirs: tuple[Path, ...], out_dir: Path, epochs: int, batch_size: int, image_size: int | None,
         seed: int, arch: str | None, init_from: Path | None, exclude_dirs: tuple[Path, ...], target_recall: float,
-        fractions: tuple[float, float, float], positive: tuple[str, ...], negative: tuple[str, ...],
-        no_augment: bool, overwrite: bool, workers: int) -> None:
+        threshold_sources: tuple[str, ...], fractions: tuple[float, float, float], positive: tuple[str, ...],
+        negative: tuple[str, ...], no_augment: bool, overwrite: bool, workers: int) -> None:
     """Train a model on labelled class folders and save it as a bundle.
 
     DATA_DIRS each hold one sub-folder per class (yes/no, tumor/no_tumor, glioma, normal, ...).
@@ -145,6 +148,7 @@ def fit(data_dirs: tuple[Path, ...], out_dir: Path, epochs: int, batch_size: int
         epochs=epochs, batch_size=batch_size, seed=seed, target_recall=target_recall, fractions=fractions,
         workers=workers, positive=positive, negative=negative, overwrite=overwrite, augment=not no_augment,
         command="mriscan " + " ".join(sys.argv[1:]), init_from=init_from, exclude_dirs=exclude_dirs,
+        threshold_sources=threshold_sources,
     )
     with RichFitProgress() as progress:
         card = run_fit(options, progress)

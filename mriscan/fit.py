@@ -16,7 +16,7 @@ import numpy as np
 
 from mriscan import __version__
 from mriscan.calibrate import choose_thresholds, expected_calibration_error, fit_temperature
-from mriscan.dataset import CLASS_NAMES, LabelledFile, find_labelled_files
+from mriscan.dataset import CLASS_NAMES, LabelledFile, find_labelled_files, is_synthetic_folder
 from mriscan.dedup import find_cross_duplicates, find_duplicate_groups, thumbnails
 from mriscan.discover import find_candidates
 from mriscan.errors import DataLayoutError, ModelBundleError, TrainingError
@@ -64,6 +64,7 @@ class FitOptions:
     command: str = ""
     init_from: Path | None = None
     exclude_dirs: tuple[Path, ...] = ()
+    threshold_sources: tuple[str, ...] = ()
 
 
 @dataclass
@@ -93,6 +94,7 @@ def run_fit(options: FitOptions, progress: FitProgress) -> dict[str, Any]:
     """Run the whole fit and return the saved model card."""
     started = time.monotonic()
     check_bundle_target(options.out_dir, options.overwrite)
+    threshold_sources = _threshold_sources(options)  # a typo in --threshold-from fails before training
     parent = _load_parent(options)
     progress.stage("finding images")
     files = find_labelled_files(options.data_dirs, options.positive, options.negative)
@@ -107,7 +109,7 @@ def run_fit(options: FitOptions, progress: FitProgress) -> dict[str, Any]:
                          data.labels[split.validation], config, on_epoch=progress.epoch,
                          initial_weights=None if parent is None else parent.model.get_weights())
     progress.stage("calibrating and evaluating")
-    evaluation = _calibrate_and_evaluate(result.model, data, split, options.target_recall)
+    evaluation = _calibrate_and_evaluate(result.model, data, split, options.target_recall, threshold_sources)
     card = _model_card(options, data, split, result, evaluation, time.monotonic() - started)
     card["lineage"] = _lineage(options, data, parent)
     progress.stage(f"saving {options.out_dir}")
@@ -248,7 +250,25 @@ def _first_of_each_label(group_ids: np.ndarray, labels: np.ndarray) -> np.ndarra
     return keep
 
 
-def _calibrate_and_evaluate(model: Any, data: _Dataset, split: Any, target_recall: float) -> dict[str, Any]:
+def _threshold_sources(options: FitOptions) -> tuple[str, ...]:
+    """The data folders whose validation tumours set the thresholds: as asked, else the real (non-synth) ones.
+
+    Synthetic lesions include small, faint ones; letting them set the 98%-recall threshold pulls it
+    down to where most healthy slices are called tumours, for a sensitivity no real tumour needs.
+    """
+    names = [Path(d).name for d in options.data_dirs]
+    if options.threshold_sources:
+        unknown = sorted(set(options.threshold_sources) - set(names))
+        if unknown:
+            raise DataLayoutError(f"--threshold-from {', '.join(unknown)}: not one of the data folders of this fit "
+                                  f"({', '.join(names)}); give a data folder's name")
+        return tuple(options.threshold_sources)
+    real = tuple(Path(d).name for d in options.data_dirs if not is_synthetic_folder(Path(d)))
+    return real or tuple(names)
+
+
+def _calibrate_and_evaluate(model: Any, data: _Dataset, split: Any, target_recall: float,
+                            threshold_sources: tuple[str, ...]) -> dict[str, Any]:
     def raw(indices: np.ndarray) -> np.ndarray:
         return model.predict(data.images[indices], batch_size=128, verbose=0).reshape(-1).astype(np.float64)
 
@@ -256,10 +276,16 @@ def _calibrate_and_evaluate(model: Any, data: _Dataset, split: Any, target_recal
     raw_val, raw_test = raw(split.validation), raw(split.test)
     temperature = fit_temperature(y_val, raw_val)
     p_val, p_test = apply_temperature(raw_val, temperature), apply_temperature(raw_test, temperature)
-    thresholds = choose_thresholds(y_val, p_val, target_recall)
+    counted = np.isin(data.sources[split.validation], threshold_sources)
+    if not (counted & (y_val == 1)).any():
+        raise TrainingError(f"the validation split holds no tumour from {', '.join(threshold_sources)}, so no "
+                            "threshold can be chosen on them; add tumour images there or name other folders "
+                            "with --threshold-from")
+    thresholds = choose_thresholds(y_val, p_val, target_recall, counted=counted)
     return {
         "temperature": temperature,
         "thresholds": thresholds,
+        "threshold_sources": threshold_sources,
         "validation": _split_metrics(y_val, p_val, raw_val, thresholds),
         "test": _split_metrics(y_test, p_test, raw_test, thresholds),
         "test_by_source": _metrics_by_source(data.sources[split.test], y_test, p_test, raw_test, thresholds),
@@ -299,8 +325,10 @@ def _model_card(options: FitOptions, data: _Dataset, split: Any, result: Any, ev
         "class_names": list(CLASS_NAMES),
         "threshold": thresholds.threshold,
         "review_threshold": thresholds.review_threshold,
-        "threshold_rule": f"largest threshold with validation sensitivity >= {options.target_recall}",
-        "review_threshold_rule": "largest threshold below which at most 0.5% of validation tumours fall",
+        "threshold_rule": f"largest threshold with validation sensitivity >= {options.target_recall} "
+                          f"on the tumours of {', '.join(evaluation['threshold_sources'])}",
+        "review_threshold_rule": "largest threshold below which at most 0.5% of those validation tumours fall",
+        "threshold_sources": list(evaluation["threshold_sources"]),
         "threshold_warning": thresholds.warning,
         "calibration": {"method": "temperature scaling on validation", "temperature": evaluation["temperature"]},
         "data": {**data.counts, "data_dirs": [str(d) for d in options.data_dirs],

@@ -14,6 +14,18 @@ def test_threshold_keeps_target_recall():
     assert t.review_threshold <= t.threshold
 
 
+def test_only_counted_tumours_set_the_threshold():
+    # Real tumours score high; synthetic ones (not counted) are hard and would drag the threshold down.
+    labels = np.array([1] * 100 + [1] * 100 + [0] * 100)
+    probability = np.concatenate([np.linspace(0.6, 1.0, 100), np.linspace(0.01, 0.5, 100), np.linspace(0, 0.55, 100)])
+    counted = np.array([True] * 100 + [False] * 100 + [False] * 100)
+    everything = choose_thresholds(labels, probability, 0.98)
+    real_only = choose_thresholds(labels, probability, 0.98, counted=counted)
+    assert real_only.threshold > 0.55 > everything.threshold
+    assert real_only.validation_specificity == 1.0  # every negative counts, counted or not
+    assert real_only.validation_sensitivity >= 0.98
+
+
 def test_degenerate_threshold_is_reported():
     labels = np.array([1] * 50 + [0] * 50)
     probability = np.concatenate([np.linspace(0.001, 0.9, 50), np.linspace(0.01, 0.9, 50)])

@@ -57,6 +57,7 @@ def test_fit_writes_a_complete_bundle(fitted):
                   "class_names", "threshold", "review_threshold", "data", "metrics"):
         assert field in card
     assert card["input_size"] == 64 and card["review_threshold"] <= card["threshold"]
+    assert card["threshold_sources"] == ["data"] and "on the tumours of data" in card["threshold_rule"]
     assert card["data"]["files_found"] == 60
     for split in ("validation", "test"):
         assert {"accuracy", "sensitivity", "specificity", "auroc", "confusion_matrix"} <= set(card["metrics"][split])
@@ -67,6 +68,14 @@ def test_fit_refuses_to_replace_a_bundle(fitted, tmp_path):
     out, _ = fitted
     result = CliRunner().invoke(cli, ["fit", str(out.parent / "data"), "--out", str(out), "--epochs", "1"])
     assert result.exit_code == EXIT_FATAL and "--overwrite" in result.output
+
+
+def test_fit_refuses_an_unknown_threshold_folder_before_training(fitted, tmp_path):
+    out, _ = fitted
+    result = CliRunner().invoke(cli, ["fit", str(out.parent / "data"), "--out", str(tmp_path / "m"),
+                                      "--threshold-from", "br35h"])
+    assert result.exit_code == EXIT_FATAL and "not one of the data folders" in result.output
+    assert not (tmp_path / "m").exists()
 
 
 def test_fit_reports_unknown_class_folders(tmp_path):
