@@ -10,7 +10,9 @@ from __future__ import annotations
 import os
 import shutil
 import tempfile
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -58,16 +60,38 @@ def write_folder_atomically(
     -------
     Where the replaced folder was kept, or None when nothing was replaced.
     """
+    with staged_output_folder(out_dir, overwrite=overwrite, kind=kind, keep_old_as=keep_old_as) as staged:
+        write(staged.path)
+    return staged.kept
+
+
+@dataclass
+class StagedFolder:
+    """The staging folder to fill, and (after the ``with`` block) where a replaced folder was kept."""
+
+    path: Path
+    kept: Path | None = None
+
+
+@contextmanager
+def staged_output_folder(out_dir: Path, *, overwrite: bool = False, kind: str = "folder",
+                         keep_old_as: str | None = None) -> Iterator[StagedFolder]:
+    """The context-manager form of :func:`write_folder_atomically`: fill ``staged.path`` in the block.
+
+    On success the staging folder replaces ``out_dir`` (an old non-empty one is kept beside it);
+    on any error, or if the process is killed, ``out_dir`` is untouched.
+    """
     out_dir = Path(out_dir)
     check_output_folder(out_dir, overwrite, kind=kind)
     out_dir.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.partial-", dir=out_dir.parent))
+    staged = StagedFolder(Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.partial-", dir=out_dir.parent)))
     try:
-        staging.chmod(0o777 & ~_current_umask())  # mkdtemp makes it private; outputs are shared
-        write(staging)
-        return _move_into_place(staging, out_dir, keep_old_as)
+        staged.path.chmod(0o777 & ~_current_umask())  # mkdtemp makes it private; outputs are shared
+        yield staged
+        check_output_folder(out_dir, overwrite, kind=kind)  # something may have appeared meanwhile
+        staged.kept = _move_into_place(staged.path, out_dir, keep_old_as)
     except BaseException:
-        shutil.rmtree(staging, ignore_errors=True)
+        shutil.rmtree(staged.path, ignore_errors=True)
         raise
 
 

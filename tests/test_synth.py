@@ -12,7 +12,7 @@ import cv2
 import numpy as np
 import pytest
 
-from mriscan.errors import SynthError
+from mriscan.errors import OutputError, SynthError
 from mriscan.synth import CONTRASTS, MASS_LABEL, OEDEMA_LABEL, PLANES, generate_dataset, insert_lesion
 from mriscan.synth.anatomy import cut_slice, load_template, open_sulci, slice_positions
 from mriscan.synth.contrast import render_contrast
@@ -201,12 +201,14 @@ def test_refuses_a_non_empty_output_unless_overwrite(tmp_path: Path) -> None:
     out = tmp_path / "taken"
     out.mkdir()
     (out / "keep.txt").write_text("mine")
-    with pytest.raises(SynthError, match="not empty.*overwrite"):
+    with pytest.raises(OutputError, match="not empty.*overwrite"):
         generate_dataset(out, 2, seed=0, size_range=SMALL, workers=1)
     assert (out / "keep.txt").read_text() == "mine"
     generate_dataset(out, 2, seed=0, size_range=SMALL, workers=1, overwrite=True)
     assert not (out / "keep.txt").exists() and (out / "manifest.csv").exists()
-    assert [p.name for p in tmp_path.iterdir()] == ["taken"]  # no staging folder left behind
+    kept = [p for p in tmp_path.iterdir() if p.name != "taken"]  # the old dataset is kept, nothing else is left
+    assert [p.name.startswith("taken.replaced-") for p in kept] == [True]
+    assert (kept[0] / "keep.txt").read_text() == "mine"
 
 
 def test_a_failed_run_leaves_nothing_behind(tmp_path: Path) -> None:

@@ -20,11 +20,12 @@ from pathlib import Path
 
 import numpy as np
 
+from mriscan.atomic import staged_output_folder
 from mriscan.errors import SynthError
 from mriscan.synth.anatomy import PLANES, TemplateVolumes, load_template, slice_positions
 from mriscan.synth.contrast import CONTRASTS
 from mriscan.synth.healthy import list_healthy_sources, read_grey
-from mriscan.synth.output import IMAGE_FORMATS, staged_folder, write_image, write_manifest
+from mriscan.synth.output import IMAGE_FORMATS, write_image, write_manifest
 from mriscan.synth.plan import Job, plan_jobs
 from mriscan.synth.render import RenderedSlice, render_on_healthy, render_template_slice
 
@@ -178,7 +179,7 @@ def generate_dataset(out_dir: Path, n: int, seed: int, *, planes: tuple[str, ...
     workers : parallel processes (-1: all cores); the output does not depend on it.
     image_format : ``"png"`` or ``"jpg"`` for the images (masks are always PNG).
     size_range : smallest and largest output side in pixels (template mode).
-    overwrite : replace ``out_dir`` if it is not empty.
+    overwrite : replace ``out_dir`` if it is not empty (the old one is kept as ``<name>.replaced-<time>``).
 
     Returns
     -------
@@ -187,15 +188,18 @@ def generate_dataset(out_dir: Path, n: int, seed: int, *, planes: tuple[str, ...
     Raises
     ------
     SynthError
-        On an unusable setting, a non-empty ``out_dir`` without ``overwrite``, a healthy folder
-        without usable images, or (template mode) the optional extra ``mriscan[synth]`` missing.
+        On an unusable setting, a healthy folder without usable images, or (template mode) the
+        optional extra ``mriscan[synth]`` missing.
+    OutputError
+        On a non-empty ``out_dir`` without ``overwrite``.
     """
     started = time.perf_counter()
     planes = _check_choices("planes", planes, PLANES)
     contrasts = _check_choices("contrasts", contrasts, CONTRASTS)
     _check_numbers(n, lesion_fraction, paired, workers, image_format, size_range)
     out_dir = Path(out_dir)
-    with staged_folder(out_dir, overwrite) as staging:
+    with staged_output_folder(out_dir, overwrite=overwrite, kind="dataset") as staged:
+        staging = staged.path
         jobs, volumes = _plan(n, seed, planes, contrasts, lesion_fraction, paired, from_healthy)
         for folder in ("yes", "no", "masks"):
             (staging / folder).mkdir()

@@ -17,8 +17,9 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from mriscan.atomic import staged_output_folder
 from mriscan.synth.generate import generate_dataset
-from mriscan.synth.output import staged_folder, write_image
+from mriscan.synth.output import write_image
 
 TRAIN_IMAGES = 48
 INCOMING_IMAGES = 12
@@ -109,7 +110,8 @@ def make_sample_data(out_dir: Path, seed: int = 2021, *, overwrite: bool = False
     ``out_dir``.
     """
     train_seed, incoming_seed = (int(child.generate_state(1)[0]) for child in np.random.SeedSequence(seed).spawn(2))
-    with staged_folder(Path(out_dir), overwrite) as staging:
+    with staged_output_folder(Path(out_dir), overwrite=overwrite, kind="sample data") as staged:
+        staging = staged.path
         generate_dataset(staging / "train", TRAIN_IMAGES, train_seed, image_format="jpg",
                          size_range=SAMPLE_SIZE_RANGE, workers=1)
         _make_incoming(staging, incoming_seed)
