@@ -7,8 +7,10 @@ An existing, non-empty folder is replaced only with consent, and is then kept be
 
 from __future__ import annotations
 
+import glob
 import os
 import shutil
+import socket
 import tempfile
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -84,7 +86,9 @@ def staged_output_folder(out_dir: Path, *, overwrite: bool = False, kind: str = 
     out_dir = Path(out_dir)
     check_output_folder(out_dir, overwrite, kind=kind)
     out_dir.parent.mkdir(parents=True, exist_ok=True)
-    staged = StagedFolder(Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.partial-", dir=out_dir.parent)))
+    remove_abandoned_staging(out_dir)
+    staged = StagedFolder(Path(tempfile.mkdtemp(prefix=_staging_prefix(out_dir) + f"{os.getpid()}-",
+                                                dir=out_dir.parent)))
     try:
         staged.path.chmod(0o777 & ~_current_umask())  # mkdtemp makes it private; outputs are shared
         yield staged
@@ -93,6 +97,36 @@ def staged_output_folder(out_dir: Path, *, overwrite: bool = False, kind: str = 
     except BaseException:
         shutil.rmtree(staged.path, ignore_errors=True)
         raise
+
+
+def _staging_prefix(out_dir: Path) -> str:
+    # The host and process id in the name tell a later run whether the writer is still alive.
+    return f".{out_dir.name}.partial-{socket.gethostname()}-"
+
+
+def remove_abandoned_staging(out_dir: Path) -> list[Path]:
+    """Delete staging folders for ``out_dir`` left by killed processes of this host; return them.
+
+    A folder whose process still runs, or that was made on another host (a shared disk), is kept.
+    """
+    prefix = _staging_prefix(Path(out_dir))
+    removed = []
+    for candidate in Path(out_dir).parent.glob(f"{glob.escape(prefix)}*"):
+        pid = candidate.name[len(prefix):].split("-", 1)[0]
+        if candidate.is_dir() and pid.isdigit() and not _process_alive(int(pid)):
+            shutil.rmtree(candidate, ignore_errors=True)
+            removed.append(candidate)
+    return removed
+
+
+def _process_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # alive, owned by someone else
+        return True
+    return True
 
 
 def _current_umask() -> int:
