@@ -2,6 +2,7 @@
 
     python benchmarks/accuracy.py --train --work /tmp/mriscan-accuracy      # train the variants, then measure
     python benchmarks/accuracy.py --model models/default --model /tmp/x     # measure existing bundles
+    python benchmarks/accuracy.py --model models/default --record-in-card   # ... and keep them in its card
 
 For each bundle it prints one table row:
 - Br35H grouped test split (from the bundle's card: same seed, same dedup, same split for every
@@ -255,6 +256,8 @@ def main() -> None:
     parser.add_argument("--train", action="store_true", help="train the compared variants first")
     parser.add_argument("--epochs", type=int, default=30)
     parser.add_argument("--json", type=Path, default=None, help="also write the figures here")
+    parser.add_argument("--record-in-card", action="store_true",
+                        help="write each bundle's figures into its model card (field proxy_evaluation)")
     args = parser.parse_args()
     if not (DATA / "br35h").exists():
         print(f"no data at {DATA}; skipping")
@@ -278,6 +281,24 @@ def main() -> None:
     print(f"\nshortcut audit (5-fold AUROC of statistics alone on Br35H labels): {audit}")
     if args.json:
         args.json.write_text(json.dumps({"rows": rows, "shortcut_audit": audit}, indent=1, default=str))
+    if args.record_in_card:
+        for bundle, row in zip(bundles, rows, strict=True):
+            record_in_card(bundle, row, audit)
+
+
+def record_in_card(bundle_dir: Path, row: dict, audit: dict) -> None:
+    """Keep the proxy figures in the bundle's card; the weights and model_id are untouched."""
+    from datetime import date
+
+    from mriscan.model import update_card
+
+    figures = {key: value for key, value in row.items() if key not in ("model", "architecture", "data", "br35h_test")}
+    update_card(bundle_dir, proxy_evaluation={
+        "measured_by": "python benchmarks/accuracy.py (synthetic sets: mriscan synth, see models/README.md)",
+        "measured_on": date.today().isoformat(),
+        **json.loads(json.dumps(figures, default=str)),
+        "shortcut_audit": audit,
+    })
 
 
 if __name__ == "__main__":

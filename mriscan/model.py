@@ -17,7 +17,7 @@ from typing import Any
 
 import numpy as np
 
-from mriscan.atomic import check_output_folder, write_folder_atomically
+from mriscan.atomic import check_output_folder, replace_file, write_folder_atomically
 from mriscan.errors import ModelBundleError
 from mriscan.hashing import file_sha256
 from mriscan.preprocess import PreprocessConfig
@@ -26,6 +26,9 @@ MODEL_FILE = "model.keras"
 CARD_FILE = "model.json"
 MODEL_ENV = "MRISCAN_MODEL"
 REQUIRED_CARD_FIELDS = ("model_id", "architecture", "input_size", "preprocessing", "threshold", "review_threshold")
+# What scan reads from a card to turn pixels into rows: never changed after fit.
+MODEL_DEFINING_FIELDS = (*REQUIRED_CARD_FIELDS, "input_channels", "class_names", "calibration",
+                         "input_statistics_ranges")
 PREDICT_BATCH = 32
 
 
@@ -184,6 +187,20 @@ def save_bundle(
 def write_card(card: Mapping[str, Any], folder: Path) -> None:
     """Write ``card`` as the bundle's ``model.json`` in ``folder``."""
     (folder / CARD_FILE).write_text(json.dumps(card, indent=2, sort_keys=False) + "\n", encoding="utf-8")
+
+
+def update_card(model_dir: Path, **fields: Any) -> dict[str, Any]:
+    """Add or replace card fields that do not change the model (e.g. figures measured later).
+
+    The weights and ``model_id`` are untouched; the card file is replaced in one rename.
+    """
+    protected = sorted(set(fields) & set(MODEL_DEFINING_FIELDS))
+    if protected:
+        raise ModelBundleError(f"update_card cannot change {protected}: they describe how the model was made; "
+                               "train a new bundle instead")
+    card = {**read_card(Path(model_dir)), **fields}
+    replace_file(Path(model_dir) / CARD_FILE, (json.dumps(card, indent=2) + "\n").encode("utf-8"), sync=True)
+    return card
 
 
 def check_bundle_target(out_dir: Path, overwrite: bool) -> None:

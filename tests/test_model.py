@@ -100,3 +100,18 @@ def test_temperature_one_is_identity_and_monotone():
     assert np.allclose(apply_temperature(p, 1.0), p)
     hot = apply_temperature(p, 2.0)
     assert np.all(np.diff(hot) > 0) and abs(hot[2] - 0.5) < abs(p[2] - 0.5)
+
+
+def test_update_card_adds_figures_but_never_what_defines_the_model(tiny_bundle, tmp_path):
+    from mriscan.model import update_card
+
+    bundle = tmp_path / "b"
+    shutil.copytree(tiny_bundle, bundle)
+    before = load_bundle(bundle)
+    update_card(bundle, proxy_evaluation={"figshare_sensitivity": 0.97})
+    after = load_bundle(bundle)
+    assert after.card["proxy_evaluation"] == {"figshare_sensitivity": 0.97}
+    assert after.model_id == before.model_id and after.threshold == before.threshold
+    with pytest.raises(ModelBundleError, match="threshold"):
+        update_card(bundle, threshold=0.01)
+    assert load_bundle(bundle).threshold == before.threshold
