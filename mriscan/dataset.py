@@ -20,7 +20,6 @@ _TUMOR_KINDS = ("glioma", "meningioma", "pituitary")
 POSITIVE_NAMES = frozenset({"yes", "tumor", "tumour", *_TUMOR_KINDS, *(f"{k}_tumor" for k in _TUMOR_KINDS)})
 NEGATIVE_NAMES = frozenset({"no", "no_tumor", "notumor", "no_tumour", "normal"})
 SKIPPED_FOLDERS = frozenset({"masks"})
-SYNTH_MANIFEST_HEADER = "file,label,origin,"
 
 
 @dataclass(frozen=True)
@@ -64,16 +63,6 @@ def find_labelled_files(
     if not files:
         raise DataLayoutError(f"no images found under {', '.join(str(d) for d in data_dirs)}")
     return files
-
-
-def is_synthetic_folder(data_dir: Path) -> bool:
-    """True for a data folder written by ``mriscan synth`` (it carries synth's ``manifest.csv``)."""
-    manifest = Path(data_dir) / "manifest.csv"
-    try:
-        with manifest.open(encoding="utf-8") as handle:
-            return handle.readline().startswith(SYNTH_MANIFEST_HEADER)
-    except OSError:
-        return False
 
 
 def _class_folders(

@@ -58,6 +58,7 @@ def test_fit_writes_a_complete_bundle(fitted):
         assert field in card
     assert card["input_size"] == 64 and card["review_threshold"] <= card["threshold"]
     assert card["threshold_sources"] == ["data"] and "on the tumours of data" in card["threshold_rule"]
+    assert card["training"]["learning_rate"].startswith("Adam, cosine decay from 0.001")
     assert card["data"]["files_found"] == 60
     for split in ("validation", "test"):
         assert {"accuracy", "sensitivity", "specificity", "auroc", "confusion_matrix"} <= set(card["metrics"][split])

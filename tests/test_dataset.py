@@ -31,13 +31,3 @@ def test_unknown_folder_lists_what_was_found(tmp_path, write_png):
         find_labelled_files([tmp_path / "d"])
     assert "--positive" in str(info.value)
 
-
-def test_synthetic_folders_are_recognised_by_synth_manifest(labelled_folder, tmp_path):
-    from mriscan.dataset import is_synthetic_folder
-
-    assert not is_synthetic_folder(labelled_folder)
-    (labelled_folder / "manifest.csv").write_text("file,label,origin,plane\nyes/y0.png,yes,template,axial\n")
-    assert is_synthetic_folder(labelled_folder)
-    (tmp_path / "other.csv").write_text("x")
-    (tmp_path / "manifest.csv").write_text("path,notes\n")  # someone else's manifest
-    assert not is_synthetic_folder(tmp_path)
