@@ -14,6 +14,7 @@ For each bundle it prints one table row:
 - synthetic healthy specificity per contrast;
 - AUROC on the synthetic test slices under acquisition shifts (gamma, noise, resolution, rotation,
   flip, bias field);
+- with ``--threshold-rules``: the threshold set by every folder's validation tumours vs by Br35H's only;
 - test-time augmentation: AUROC on the synthetic sagittal set and figshare sensitivity, plain vs
   averaged with the left-right mirror image (twice the network's cost per image);
 and, once, the shortcut audit: a logistic regression on image statistics alone (size, aspect,
@@ -203,6 +204,59 @@ def flip_averaging(bundle_dir: Path, work: Path) -> dict[str, float]:
     return result
 
 
+class _Silent:
+    """A FitProgress that prints nothing."""
+
+    def __getattr__(self, name: str):
+        return lambda *args, **kwargs: None
+
+
+def threshold_rules(bundle_dir: Path) -> dict[str, dict[str, float]]:
+    """The same model under two threshold rules: every folder's validation tumours vs Br35H's only.
+
+    Re-creates the bundle's deduplicated split (its data folders and seed, the current fit code)
+    and refuses when the counts differ from its card: a different split could put test images
+    in training. Reports per rule: threshold, Br35H test sensitivity/specificity, figshare sensitivity.
+    """
+    from mriscan.calibrate import choose_thresholds
+    from mriscan.dataset import find_labelled_files
+    from mriscan.fit import FitOptions, _load_and_deduplicate
+    from mriscan.model import load_bundle
+    from mriscan.split import split_by_group
+
+    bundle = load_bundle(bundle_dir)
+    card = bundle.card
+    dirs = tuple(Path(d) if Path(d).is_absolute() else REPO / d for d in card["data"]["data_dirs"])
+    options = FitOptions(data_dirs=dirs, out_dir=Path("/nonexistent"), preprocessing=bundle.preprocess_config,
+                         seed=card["training"]["seed"], fractions=tuple(card["training"]["fractions"]))
+    data = _load_and_deduplicate(find_labelled_files(dirs), options, _Silent())
+    split = split_by_group(data.labels, data.group_ids, fractions=options.fractions, seed=options.seed)
+    sizes = {"train": len(split.train), "validation": len(split.validation), "test": len(split.test)}
+    if sizes != card["data"]["split_sizes"] or data.counts["images_used"] != card["data"]["images_used"]:
+        raise SystemExit(f"split differs from {bundle_dir}'s card ({sizes} vs {card['data']['split_sizes']}): "
+                         "the dedup code changed since it was trained; threshold_rules would leak")
+    p_val, p_test = bundle.predict(data.images[split.validation]), bundle.predict(data.images[split.test])
+    y_val, y_test = data.labels[split.validation], data.labels[split.test]
+    br35h_test = data.sources[split.test] == "br35h"
+    figshare = None
+    if (DATA / "figshare").exists():
+        from mriscan.evaluate import predict_folders
+
+        figshare = predict_folders(bundle, [DATA / "figshare"]).probability
+    result = {}
+    rules = {"all folders' tumours": None, "Br35H tumours only": data.sources[split.validation] == "br35h"}
+    for rule, counted in rules.items():
+        chosen = choose_thresholds(y_val, p_val, 0.98, counted=counted)
+        predicted = p_test[br35h_test] >= chosen.threshold
+        labels = y_test[br35h_test]
+        result[rule] = {"threshold": round(chosen.threshold, 4),
+                        "br35h_test_sensitivity": round(float(predicted[labels == 1].mean()), 3),
+                        "br35h_test_specificity": round(float((~predicted[labels == 0]).mean()), 3)}
+        if figshare is not None:
+            result[rule]["figshare_sensitivity"] = round(float((figshare >= chosen.threshold).mean()), 3)
+    return result
+
+
 def shortcut_audit(limit: int = 3000) -> dict[str, float]:
     """5-fold AUROC of a logistic regression on image statistics alone, raw vs preprocessed."""
     from sklearn.linear_model import LogisticRegression
@@ -256,6 +310,8 @@ def main() -> None:
     parser.add_argument("--train", action="store_true", help="train the compared variants first")
     parser.add_argument("--epochs", type=int, default=30)
     parser.add_argument("--json", type=Path, default=None, help="also write the figures here")
+    parser.add_argument("--threshold-rules", action="store_true",
+                        help="also compare threshold rules on the bundle's own split (loads its training data)")
     parser.add_argument("--record-in-card", action="store_true",
                         help="write each bundle's figures into its model card (field proxy_evaluation)")
     args = parser.parse_args()
@@ -273,6 +329,11 @@ def main() -> None:
         for bundle, row in zip(bundles, rows, strict=True):
             row["shifts"] = shift_robustness(bundle, sagittal)
             print(f"- {bundle}: {row['shifts']}")
+    if args.threshold_rules:
+        print("\nthreshold rules (same model, same split):")
+        for bundle, row in zip(bundles, rows, strict=True):
+            row["threshold_rules"] = threshold_rules(bundle)
+            print(f"- {bundle}: {row['threshold_rules']}")
     print("\ntest-time flip averaging (2x the network's cost):")
     for bundle, row in zip(bundles, rows, strict=True):
         row["flip_averaging"] = flip_averaging(bundle, args.work)
