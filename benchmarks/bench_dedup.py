@@ -2,34 +2,36 @@
 
 Usage::
 
-    python benchmarks/bench_dedup.py                           # sizes 3000 10000 30000: about 5 min of CPU
-    python benchmarks/bench_dedup.py --sizes 3000 30000 100000  # the large run, see below
+    python benchmarks/bench_dedup.py                     # sizes 3000 30000 100000
+    python benchmarks/bench_dedup.py --sizes 3000 10000  # a quicker run
 
 What it builds, per size n: distinct originals from ../shared/data (Br35H and figshare tumors,
-decoded grey with OpenCV; originals that already correlate >= 0.93 with an earlier one are dropped,
-about 2,000 of 5,080, so the data's own copies do not count as false positives), up to n/2 of them,
-plus planted copies (JPEG re-encoding at quality 50-90, downscaling to 0.5-0.9x, shifts of 1-3 px,
-and combinations; 2% are byte-identical) spread at random over the originals, shuffled. Every image
-passes through ``mriscan.preprocess`` and ``mriscan.dedup.thumbnail`` as in ``fit``. An original and
-its copies form the true group. Beyond about 6,000 images the originals run out, so larger sets hold
-more copies per original.
+decoded grey with OpenCV; originals whose copy score (``pixel_correlation``, aligned) with an
+earlier one reaches 0.93 are dropped, about 2,400 of 5,080, so the data's own copies do not count
+as false positives), up to n/2 of them, plus planted copies (JPEG re-encoding at quality 50-90,
+downscaling to 0.5-0.9x, shifts of 1-3 px, and combinations; 2% are byte-identical) spread at
+random over the originals, shuffled. Every image passes through ``mriscan.preprocess`` and
+``mriscan.dedup.thumbnail`` as in ``fit``. An original and its copies form the true group. Beyond
+about 6,000 images the originals run out, so larger sets hold more copies per original. Copies
+are made in memory in worker processes and only their thumbnails are kept (no files on disk);
+at 100,000 images the thumbnails take about 1.6 GB.
 
 What it reports, per size: time and peak traced memory of ``find_duplicate_groups`` (hashing and
 grouping; the thumbnails are inputs and not counted), pairwise precision and recall of the groups
-against the truth, the share of planted redundant images removed and how many removed images were
-kept against another original ("wrong"), the log-log slope of time against n, and an all-pairs
-baseline (every pair's dHash distance, then the same confirmation and grouping rule) timed in the
-same run on each size up to ``--all-pairs-max`` (always the smallest), as a ratio, extrapolated as
-n^2 to the largest size. It never asserts timings.
-
-The large run was not made when this was written: preprocessing about 100,000 copies costs about
-17 CPU-minutes (so 10-15 minutes on 2 idle cores) and holds about 4 GB of thumbnails. Grouping
-alone, timed separately on 100,000 thumbnails, took about 30 s on a loaded 2-core machine.
+against the truth, the two stages' recall on the pairs (image, first image of its true group):
+candidate recall (the multi-index returns the pair within ``max_hamming`` dHash bits) and
+confirmation recall (of those candidates, the copy score reaches ``min_correlation``), the share of
+planted redundant images removed and how many removed images were kept against another original
+("wrong"), the log-log slope of time against n, and an all-pairs baseline (every pair's dHash
+distance, then the same confirmation and grouping rule) timed in the same run on each size up to
+``--all-pairs-max`` (always the smallest), as a ratio, extrapolated as n^2 to the largest size.
+It never asserts timings.
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import time
 import tracemalloc
@@ -45,16 +47,22 @@ if str(REPOSITORY) not in sys.path:
     sys.path.insert(0, str(REPOSITORY))  # so that a checkout runs it without installing mriscan
 
 from mriscan.dedup import (  # noqa: E402
+    DEFAULT_MAX_BUCKET,
     DEFAULT_MAX_HAMMING,
     DEFAULT_MIN_CORRELATION,
+    _copy_scores,
+    _fingerprints,
+    _MultiIndex,
     find_duplicate_groups,
     perceptual_hash,
+    pixel_correlation,
     thumbnail,
 )
 from mriscan.preprocess import preprocess  # noqa: E402
 
 DEFAULT_DATA = REPOSITORY.parent / "shared" / "data"
 ORIGINALS_MIN_DISTINCT_CORRELATION = 0.93
+ALIGNMENT_WORTH_TRYING = 0.85  # plain correlation from which the distinct filter also aligns a pair
 EXACT_COPY_SHARE = 0.02
 
 
@@ -76,6 +84,8 @@ class Measurement:
     peak_mib: float
     precision: float
     recall: float
+    candidate_recall: float  # pairs (image, first of its true group) the multi-index returns
+    confirmation_recall: float  # of those candidates, the pairs whose copy score confirms them
     removed_share: float  # planted redundant images the dedup removes
     wrong_removals: int  # removed images whose kept image comes from another original
     all_pairs_seconds: float | None
@@ -98,21 +108,23 @@ def main(argv: list[str] | None = None) -> int:
     cache: dict[tuple[int, int], np.ndarray] = {}
     measurements = []
     for n in sorted(args.sizes):
-        bench = _build(n, files, thumbs, distinct, cache, args.seed, args.workers)
         with_all_pairs = n <= args.all_pairs_max or n == min(args.sizes)
+        bench = _build(n, files, thumbs, distinct, cache, args.seed, args.workers)
         measurements.append(_measure(bench, with_all_pairs))
+        del bench  # the next, larger set is built without this one still held
+        print(f"n={n}: {measurements[-1]}; load average {os.getloadavg()}", flush=True)
     _report(measurements)
     return 0
 
 
 def _parse(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--sizes", type=int, nargs="+", default=[3000, 10000, 30000])
+    parser.add_argument("--sizes", type=int, nargs="+", default=[3000, 30000, 100000])
     parser.add_argument("--data", type=Path, default=DEFAULT_DATA, help="folder holding br35h/ and figshare/")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--workers", type=int, default=2, help="processes for decoding and preprocessing")
     parser.add_argument(
-        "--all-pairs-max", type=int, default=10000, help="largest size to also time the all-pairs baseline on"
+        "--all-pairs-max", type=int, default=3000, help="largest size to also time the all-pairs baseline on"
     )
     return parser.parse_args(argv)
 
@@ -142,24 +154,33 @@ def _standardised(thumbs: np.ndarray) -> np.ndarray:
 
 
 def _distinct(thumbs: np.ndarray) -> np.ndarray:
-    """Indices of originals that correlate below the limit with every earlier kept original."""
+    """Indices of originals whose copy score stays below the limit against every earlier kept one.
+
+    The copy score is aligned (``pixel_correlation``) for pairs whose plain correlation is close
+    enough to be worth it: the data holds shifted and rescaled copies of its own.
+    """
     similarity = _standardised(thumbs) @ _standardised(thumbs).T
     kept: list[int] = []
     for row in range(len(thumbs)):
-        if not kept or similarity[row, kept].max() < ORIGINALS_MIN_DISTINCT_CORRELATION:
+        plain = similarity[row, kept]
+        if plain.size and plain.max() >= ORIGINALS_MIN_DISTINCT_CORRELATION:
+            continue
+        close = np.asarray(kept)[plain >= ALIGNMENT_WORTH_TRYING] if plain.size else []
+        limit = ORIGINALS_MIN_DISTINCT_CORRELATION
+        if all(pixel_correlation(thumbs[row], thumbs[other], min_correlation=limit) < limit for other in close):
             kept.append(row)
     return np.array(kept)
 
 
 def _report_thresholds(files: list[Path], thumbs: np.ndarray) -> None:
-    """Correlation of consecutive figshare files (mostly neighbouring slices, different images)."""
+    """Copy score of consecutive figshare files (mostly neighbouring slices, different images)."""
     figshare = [i for i, path in enumerate(files) if "figshare" in path.parts]
     if len(figshare) < 2:
         return
-    z = _standardised(thumbs[figshare])
-    neighbours = np.einsum("ij,ij->i", z[:-1], z[1:])
+    pairs = zip(figshare[:-1], figshare[1:], strict=True)
+    neighbours = np.array([pixel_correlation(thumbs[a], thumbs[b]) for a, b in pairs])
     above = int((neighbours >= DEFAULT_MIN_CORRELATION).sum())
-    print(f"consecutive figshare files: {len(neighbours)} pairs, correlation median {np.median(neighbours):.3f}, "
+    print(f"consecutive figshare files: {len(neighbours)} pairs, copy score median {np.median(neighbours):.3f}, "
           f"p99 {np.percentile(neighbours, 99):.3f}, max {neighbours.max():.3f}; "
           f"{above} reach min_correlation={DEFAULT_MIN_CORRELATION}")  # fmt: skip
 
@@ -182,7 +203,12 @@ def _copy(raw: np.ndarray, rng: np.random.Generator) -> np.ndarray:
 
 
 def _copy_thumbnails(jobs: list[tuple[Path, int, int]], seed: int) -> list[np.ndarray]:
-    return [_thumbnail_of(_copy(_decode(path), np.random.default_rng([seed, o, k]))) for path, o, k in jobs]
+    thumbs, path_decoded, decoded = [], None, None  # jobs come sorted by original: decode each once
+    for path, original, number in jobs:
+        if path != path_decoded:
+            path_decoded, decoded = path, _decode(path)
+        thumbs.append(_thumbnail_of(_copy(decoded, np.random.default_rng([seed, original, number]))))
+    return thumbs
 
 
 def _build(
@@ -230,6 +256,7 @@ def _measure(bench: Benchmark, with_all_pairs: bool) -> Measurement:
     peak = tracemalloc.get_traced_memory()[1] / 2**20
     tracemalloc.stop()
     precision, recall = _pairwise_precision_recall(groups.group_ids, bench.truth)
+    candidate_recall, confirmation_recall = _stage_recalls(bench)
     removed = groups.removed()
     redundant = len(bench.truth) - len(np.unique(bench.truth))
     all_pairs_seconds = agreement = None
@@ -244,11 +271,38 @@ def _measure(bench: Benchmark, with_all_pairs: bool) -> Measurement:
         peak_mib=peak,
         precision=precision,
         recall=recall,
+        candidate_recall=candidate_recall,
+        confirmation_recall=confirmation_recall,
         removed_share=float(removed.sum() / max(redundant, 1)),
         wrong_removals=int((bench.truth[groups.kept[removed]] != bench.truth[removed]).sum()),
         all_pairs_seconds=all_pairs_seconds,
         all_pairs_agreement=agreement,
     )
+
+
+def _stage_recalls(bench: Benchmark) -> tuple[float, float]:
+    """Candidate and confirmation recall on the pairs (image, first image of its true group).
+
+    The first images of the true groups are indexed as ``find_duplicate_groups`` indexes its kept
+    images (same substrings, same bucket cap); each other image queries the index.
+    """
+    _, first, inverse = np.unique(bench.truth, return_index=True, return_inverse=True)
+    representative = first[inverse.ravel()]
+    prints = _fingerprints(bench.sha256s, bench.thumbnails, DEFAULT_MAX_HAMMING, "sha256s", "thumbnails")
+    index = _MultiIndex(DEFAULT_MAX_BUCKET)
+    for row in np.sort(first):
+        index.add(int(row), prints.keys[row].tolist())
+    members = np.flatnonzero(representative != np.arange(len(representative)))
+    found = confirmed = 0
+    for row in members:
+        other = representative[row]
+        distance = np.unpackbits(np.bitwise_xor(prints.hashes[row], prints.hashes[other]).view(np.uint8)).sum()
+        if distance > DEFAULT_MAX_HAMMING or other not in index.candidates(prints.keys[row].tolist()):
+            continue
+        found += 1
+        score = _copy_scores(prints, int(row), prints, np.array([other]), DEFAULT_MIN_CORRELATION)[0]
+        confirmed += int(score >= DEFAULT_MIN_CORRELATION)
+    return found / max(len(members), 1), confirmed / max(found, 1)
 
 
 def _pairs_within(labels: np.ndarray) -> int:
@@ -265,13 +319,15 @@ def _pairwise_precision_recall(predicted: np.ndarray, truth: np.ndarray) -> tupl
 
 def _report(measurements: list[Measurement]) -> None:
     print(f"\n{'images':>8} {'seconds':>8} {'us/image':>9} {'peak MiB':>9} {'pair prec':>10} {'pair rec':>9} "
-          f"{'removed':>8} {'wrong':>6} {'all-pairs s':>12} {'ratio':>6} {'agree':>6}")  # fmt: skip
+          f"{'cand rec':>9} {'conf rec':>9} {'removed':>8} {'wrong':>6} "
+          f"{'all-pairs s':>12} {'ratio':>6} {'agree':>6}")  # fmt: skip
     for m in measurements:
         baseline = "" if m.all_pairs_seconds is None else (
             f"{m.all_pairs_seconds:>12.2f} {m.all_pairs_seconds / m.seconds:>6.1f} {m.all_pairs_agreement:>6.3f}"
         )  # fmt: skip
         print(f"{m.n:>8} {m.seconds:>8.2f} {1e6 * m.seconds / m.n:>9.0f} {m.peak_mib:>9.1f} {m.precision:>10.4f} "
-              f"{m.recall:>9.4f} {m.removed_share:>8.3f} {m.wrong_removals:>6} {baseline}")  # fmt: skip
+              f"{m.recall:>9.4f} {m.candidate_recall:>9.4f} {m.confirmation_recall:>9.4f} "
+              f"{m.removed_share:>8.3f} {m.wrong_removals:>6} {baseline}", flush=True)  # fmt: skip
     if len(measurements) > 1:
         slope = np.polyfit(np.log([m.n for m in measurements]), np.log([m.seconds for m in measurements]), 1)[0]
         print(f"growth exponent of time with n (log-log slope): {slope:.2f}")
@@ -286,7 +342,6 @@ def _report(measurements: list[Measurement]) -> None:
 def _all_pairs_kept(bench: Benchmark) -> np.ndarray:
     bits = np.unpackbits(np.stack([perceptual_hash(t) for t in bench.thumbnails]), axis=1).astype(np.float32)
     distances = bits @ (1 - bits).T + (1 - bits) @ bits.T
-    z = _standardised(bench.thumbnails)
     kept = np.arange(len(bits))
     first_of_sha: dict[str, int] = {}
     for row, sha in enumerate(bench.sha256s):
@@ -295,9 +350,9 @@ def _all_pairs_kept(bench: Benchmark) -> np.ndarray:
             kept[row] = kept[first]
             continue
         leaders = np.flatnonzero((kept[:row] == np.arange(row)) & (distances[row, :row] <= DEFAULT_MAX_HAMMING))
-        correlation = z[leaders] @ z[row]
-        if len(leaders) and correlation.max() >= DEFAULT_MIN_CORRELATION:
-            kept[row] = leaders[int(np.argmax(correlation))]
+        scores = np.array([pixel_correlation(bench.thumbnails[row], bench.thumbnails[i]) for i in leaders])
+        if len(leaders) and scores.max() >= DEFAULT_MIN_CORRELATION:
+            kept[row] = leaders[int(np.argmax(scores))]
     return kept
 
 

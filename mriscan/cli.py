@@ -61,6 +61,10 @@ def cli() -> None:
 
 _WORKERS = click.option("--workers", type=int, default=-1, show_default=True,
                         help="Parallel decoding processes (-1: all cores, 1: none).")
+_SCHEDULER = click.option("--scheduler", default=None, metavar="ADDRESS",
+                          help="Run the work on the Dask cluster of this scheduler (e.g. tcp://10.0.0.5:8786) "
+                               "instead of --workers; needs pip install 'mriscan[dask]'. Workers must read the "
+                               "input files at the same paths.")
 _MODEL = click.option("--model", "model_dir", type=click.Path(file_okay=False, path_type=Path), default=None,
                       help="Model bundle folder (default: the shipped model in models/default).")
 _DATA_DIRS = click.argument("data_dirs", nargs=-1, required=True,
@@ -121,7 +125,7 @@ _REPORT_FOLDER = _stacked(
               help="Validation sensitivity the decision threshold must keep.")
 @click.option("--threshold-from", "threshold_sources", multiple=True, metavar="FOLDER_NAME",
               help="Data folder (by name) whose validation tumours set the thresholds (repeatable).  "
-                   "[default: every data folder not written by mriscan synth]")
+                   "[default: every data folder]")
 @click.option("--split", "fractions", type=(float, float, float), default=(0.80, 0.15, 0.05), show_default=True,
               help="Train, validation and test fractions.")
 @_LABEL_NAMES
@@ -166,8 +170,9 @@ def fit(data_dirs: tuple[Path, ...], out_dir: Path, epochs: int, batch_size: int
 @click.option("--max-pixels", type=click.IntRange(1), default=50_000_000, show_default=True,
               help="Refuse images declaring more pixels than this (decompression-bomb guard).")
 @click.option("--quiet", is_flag=True, help="Print nothing but errors.")
+@_SCHEDULER
 def scan(input_dir: Path, out: Path, model_dir: Path | None, workers: int, resume: bool, overwrite: bool,
-         dicom_uids: bool, max_pixels: int, quiet: bool) -> None:
+         dicom_uids: bool, max_pixels: int, quiet: bool, scheduler: str | None) -> None:
     """Classify every image under INPUT_DIR (recursive) and write one CSV row per file.
 
     Candidates: .jpg .jpeg .png .bmp .tif .tiff (any case) and DICOM (.dcm or the DICM marker).
@@ -178,7 +183,7 @@ def scan(input_dir: Path, out: Path, model_dir: Path | None, workers: int, resum
     from mriscan.scan import ScanOptions, prepare_output, run_scan
 
     options = ScanOptions(input_dir=input_dir, out=out, workers=workers, resume=resume, overwrite=overwrite,
-                          dicom_uids=dicom_uids, max_pixels=max_pixels)
+                          dicom_uids=dicom_uids, max_pixels=max_pixels, scheduler=scheduler)
     try:
         writer = prepare_output(options)
         try:
@@ -204,8 +209,10 @@ def scan(input_dir: Path, out: Path, model_dir: Path | None, workers: int, resum
 @click.option("--against", type=click.Path(exists=True, file_okay=False, path_type=Path), default=None,
               help="Instead: list the images of DATA_DIR that copy an image of this folder (leakage check).")
 @_WORKERS
+@_SCHEDULER
 @_fatal_on_mriscan_error
-def dedup(data_dir: Path, out: Path, overwrite: bool, image_size: int, against: Path | None, workers: int) -> None:
+def dedup(data_dir: Path, out: Path, overwrite: bool, image_size: int, against: Path | None, workers: int,
+          scheduler: str | None) -> None:
     """List the exact and near-duplicate groups under DATA_DIR that fit would remove.
 
     With --against OTHER: the images of DATA_DIR that are copies of images of OTHER.
@@ -215,9 +222,11 @@ def dedup(data_dir: Path, out: Path, overwrite: bool, image_size: int, against: 
 
     config = PreprocessConfig(image_size=image_size)
     if against is not None:
-        click.echo(write_cross_report(data_dir, against, out, config, workers=workers, overwrite=overwrite))
+        click.echo(write_cross_report(data_dir, against, out, config, workers=workers, overwrite=overwrite,
+                                      scheduler=scheduler))
         return
-    click.echo(write_duplicate_report(data_dir, out, config, workers=workers, overwrite=overwrite))
+    click.echo(write_duplicate_report(data_dir, out, config, workers=workers, overwrite=overwrite,
+                                      scheduler=scheduler))
 
 
 @cli.command(epilog=EXIT_CODES_HELP)

@@ -3,16 +3,21 @@
 Without ``--against``: one row per file under DIR (group id, kind of match, the file kept).
 With ``--against OTHER``: one row per image of DIR that is an exact or near copy of an image of
 OTHER (a leakage check between data sets: public brain MRI sets share thousands of images).
+With ``scheduler``, images are decoded and thumbnailed on that Dask cluster; the search stays here.
 """
 
 from __future__ import annotations
 
 import csv
 import io
+from collections.abc import Sequence
+from dataclasses import dataclass, replace
 from pathlib import Path
 
+import numpy as np
+
 from mriscan.atomic import replace_file
-from mriscan.dedup import find_cross_duplicates, find_duplicate_groups, thumbnails
+from mriscan.dedup import THUMBNAIL_SIZE, find_cross_duplicates, find_duplicate_groups, thumbnails
 from mriscan.discover import find_candidates, relative_posix
 from mriscan.errors import OutputError
 from mriscan.loader import LoadedImage, load_all
@@ -22,27 +27,78 @@ REPORT_COLUMNS = ("path", "group_id", "kind", "kept", "sha256", "error")
 CROSS_COLUMNS = ("path", "against_path", "kind", "hamming", "correlation")
 
 
+@dataclass(frozen=True)
+class ThumbnailedSet:
+    """The images of one folder as duplicate search needs them, in candidate order.
+
+    ``readable`` records carry no pixels (``model_input`` is dropped): ``thumbnails[i]`` stands for
+    ``readable[i]``, which keeps what crosses processes or the network small.
+    """
+
+    unreadable: list[LoadedImage]
+    readable: list[LoadedImage]
+    thumbnails: np.ndarray  # (len(readable), THUMBNAIL_SIZE, THUMBNAIL_SIZE) float32
+
+    @property
+    def images(self) -> int:
+        return len(self.unreadable) + len(self.readable)
+
+    @staticmethod
+    def concatenate(parts: Sequence[ThumbnailedSet]) -> ThumbnailedSet:
+        """One set from consecutive parts (e.g. chunks loaded in parallel), in order."""
+        return ThumbnailedSet(
+            unreadable=[record for part in parts for record in part.unreadable],
+            readable=[record for part in parts for record in part.readable],
+            thumbnails=np.concatenate([part.thumbnails for part in parts]) if parts else _no_thumbnails(),
+        )
+
+
+def thumbnailed(records: list[LoadedImage]) -> ThumbnailedSet:
+    """Split loaded records into unreadable and readable ones, the latter shrunk to thumbnails."""
+    readable = [record for record in records if record.ok]
+    return ThumbnailedSet(
+        unreadable=[record for record in records if not record.ok],
+        readable=[replace(record, model_input=None) for record in readable],
+        thumbnails=thumbnails(r.model_input for r in readable) if readable else _no_thumbnails(),
+    )
+
+
+def _no_thumbnails() -> np.ndarray:
+    return np.zeros((0, THUMBNAIL_SIZE, THUMBNAIL_SIZE), np.float32)
+
+
+def load_thumbnailed(
+    data_dir: Path, config: PreprocessConfig, *, workers: int = -1, scheduler: str | None = None
+) -> ThumbnailedSet:
+    """Every candidate under ``data_dir``, loaded here with ``workers`` or on the ``scheduler`` cluster."""
+    paths = find_candidates(data_dir)
+    if scheduler is not None:
+        from mriscan.cluster import thumbnail_on_cluster
+
+        return thumbnail_on_cluster(paths, config, scheduler)
+    return thumbnailed(load_all(paths, config, workers=workers))
+
+
 def write_duplicate_report(
-    data_dir: Path, out: Path, config: PreprocessConfig, *, workers: int = -1, overwrite: bool = False
+    data_dir: Path, out: Path, config: PreprocessConfig, *, workers: int = -1, overwrite: bool = False,
+    scheduler: str | None = None,
 ) -> str:
     """Group every image under ``data_dir`` and write the report; return a one-line summary."""
     _check_output(out, overwrite)
-    records = load_all(find_candidates(data_dir), config, workers=workers)
-    readable = _readable(records)
-    rows = [_error_row(r, data_dir) for r in records if not r.ok]
-    if readable:
-        groups = find_duplicate_groups([r.sha256 for r in readable], thumbnails(r.model_input for r in readable))
-        names = [_name(r, data_dir) for r in readable]
+    images = load_thumbnailed(data_dir, config, workers=workers, scheduler=scheduler)
+    rows = [_error_row(r, data_dir) for r in images.unreadable]
+    removed = 0
+    if images.readable:
+        groups = find_duplicate_groups([r.sha256 for r in images.readable], images.thumbnails)
+        names = [_name(r, data_dir) for r in images.readable]
         rows += [
             {"path": names[i], "group_id": str(int(groups.group_ids[i])), "kind": groups.kinds[i],
              "kept": names[int(groups.kept[i])], "sha256": r.sha256, "error": ""}
-            for i, r in enumerate(readable)
+            for i, r in enumerate(images.readable)
         ]
         removed = int(groups.removed().sum())
-    else:
-        removed = 0
     _write_atomically(out, sorted(rows, key=lambda row: row["path"]), REPORT_COLUMNS)
-    return f"{len(records)} images, {removed} duplicates that fit would remove, {len(records) - len(readable)} " \
+    return f"{images.images} images, {removed} duplicates that fit would remove, {len(images.unreadable)} " \
            f"unreadable -> {out}"
 
 
@@ -58,24 +114,21 @@ def _error_row(record, root: Path) -> dict[str, str]:
 
 def write_cross_report(
     data_dir: Path, against: Path, out: Path, config: PreprocessConfig, *, workers: int = -1,
-    overwrite: bool = False,
+    overwrite: bool = False, scheduler: str | None = None,
 ) -> str:
     """Write the images of ``data_dir`` that copy an image of ``against``; return a summary line."""
     _check_output(out, overwrite)
-    mine, theirs = (_readable(load_all(find_candidates(d), config, workers=workers)) for d in (data_dir, against))
+    mine, theirs = (load_thumbnailed(d, config, workers=workers, scheduler=scheduler) for d in (data_dir, against))
     rows = []
-    if mine and theirs:
-        matches = find_cross_duplicates([r.sha256 for r in mine], thumbnails(r.model_input for r in mine),
-                                        [r.sha256 for r in theirs], thumbnails(r.model_input for r in theirs))
-        rows = [{"path": _name(mine[m.index_a], data_dir), "against_path": _name(theirs[m.index_b], against),
+    if mine.readable and theirs.readable:
+        matches = find_cross_duplicates([r.sha256 for r in mine.readable], mine.thumbnails,
+                                        [r.sha256 for r in theirs.readable], theirs.thumbnails)
+        rows = [{"path": _name(mine.readable[m.index_a], data_dir),
+                 "against_path": _name(theirs.readable[m.index_b], against),
                  "kind": m.kind, "hamming": str(m.hamming), "correlation": f"{m.correlation:.4f}"} for m in matches]
     _write_atomically(out, sorted(rows, key=lambda row: (row["path"], row["against_path"])), CROSS_COLUMNS)
     copied = len({row["path"] for row in rows})
-    return f"{copied} of {len(mine)} images under {data_dir} copy an image under {against} -> {out}"
-
-
-def _readable(records: list[LoadedImage]) -> list[LoadedImage]:
-    return [r for r in records if r.ok]
+    return f"{copied} of {len(mine.readable)} images under {data_dir} copy an image under {against} -> {out}"
 
 
 def _check_output(out: Path, overwrite: bool) -> None:

@@ -45,3 +45,7 @@ class SynthError(MriscanError):
 
 class PromotionRefused(MriscanError):
     """``mriscan promote`` kept the current model: the new one is, or may be, worse (or is the same)."""
+
+
+class ClusterError(MriscanError):
+    """``--scheduler`` cannot be used: Dask is not installed, the scheduler is unreachable or a worker failed."""

@@ -8,7 +8,7 @@ not be read.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -37,6 +37,7 @@ class ScanOptions:
     dicom_uids: bool = False
     chunk_size: int = DEFAULT_CHUNK_SIZE
     max_pixels: int = DEFAULT_MAX_PIXELS
+    scheduler: str | None = None  # a Dask scheduler address: predict on that cluster (mriscan.cluster)
 
 
 @dataclass
@@ -81,12 +82,10 @@ def run_scan(
         done = summary.skipped
         if on_progress is not None:  # starts the clock, so files/s and ETA leave out start-up and skipped files
             on_progress(done, len(candidates))
-        for chunk in iter_loaded_chunks(todo, bundle.preprocess_config, workers=options.workers,
-                                        chunk_size=options.chunk_size, max_pixels=options.max_pixels):
-            rows = predict_rows(chunk, bundle, options.input_dir)
+        for rows in _predicted_chunks(todo, options, bundle):
             writer.append(rows)
             _count(summary, rows)
-            done += len({record.path for record in chunk})
+            done += len({row["path"] for row in rows})
             if on_progress is not None:
                 on_progress(done, len(candidates))
         summary.rows = writer.finish()
@@ -94,6 +93,18 @@ def run_scan(
         writer.close()
     summary.seconds = time.monotonic() - started
     return summary
+
+
+def _predicted_chunks(paths: list[Path], options: ScanOptions, bundle: ModelBundle) -> Iterator[list[Row]]:
+    """Rows of ``paths`` chunk by chunk, in input order: predicted here, or on the --scheduler cluster."""
+    if options.scheduler is not None:
+        from mriscan.cluster import predict_on_cluster
+
+        yield from predict_on_cluster(paths, options, bundle)
+        return
+    for chunk in iter_loaded_chunks(paths, bundle.preprocess_config, workers=options.workers,
+                                    chunk_size=options.chunk_size, max_pixels=options.max_pixels):
+        yield predict_rows(chunk, bundle, options.input_dir)
 
 
 def _files_to_scan(candidates: list[Path], writer: ResultsWriter, model_id: str, root: Path) -> list[Path]:

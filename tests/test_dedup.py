@@ -278,3 +278,68 @@ def test_cross_duplicates_find_planted_copies() -> None:
     exact = found[1]
     assert exact.hamming == 0 and exact.correlation == pytest.approx(1.0)
     assert all(d.correlation >= DEFAULT_MIN_CORRELATION for d in found)
+
+
+def _warped(thumb: np.ndarray, scale: float, dx: float, dy: float) -> np.ndarray:
+    """The thumbnail rescaled about its centre and shifted, as a crop a pixel or two off does."""
+    centre = (thumb.shape[1] - 1) / 2
+    matrix = np.float32([[scale, 0, (1 - scale) * centre + dx], [0, scale, (1 - scale) * centre + dy]])
+    return cv2.warpAffine(thumb, matrix, thumb.shape[::-1], flags=cv2.INTER_LINEAR)
+
+
+@pytest.fixture(scope="module")
+def misaligned() -> tuple[np.ndarray, np.ndarray]:
+    """A slice's thumbnail and the same thumbnail 2% larger and 0.7 px off: plain correlation < 0.96."""
+    rng = np.random.default_rng(11)
+    original = _thumb(_slice(_head(rng), rng))
+    return original, _warped(original, 1.02, 0.7, -0.6)
+
+
+def test_copy_with_a_shifted_crop_is_confirmed_by_alignment(misaligned) -> None:
+    original, copy = misaligned
+    plain = float(np.corrcoef(original.ravel(), copy.ravel())[0, 1])
+    assert plain < DEFAULT_MIN_CORRELATION, "the case alignment exists for"
+    assert pixel_correlation(original, copy) >= DEFAULT_MIN_CORRELATION
+    groups = find_duplicate_groups(["a", "b"], np.stack([original, copy]))
+    assert groups.kinds == ("kept", "near")
+
+
+def test_shifted_resized_reencoded_copy_is_found() -> None:
+    rng = np.random.default_rng(12)
+    originals = [_slice(_head(rng), rng) for _ in range(6)]
+    copies = [_jpeg(_resized(_shifted(image, 3, -2), 0.55), 55) for image in originals]
+    thumbs = np.stack([_thumb(image) for image in originals + copies])
+    groups = find_duplicate_groups([f"f{i}" for i in range(12)], thumbs)
+    np.testing.assert_array_equal(groups.kept, [0, 1, 2, 3, 4, 5, 0, 1, 2, 3, 4, 5])
+    found = find_cross_duplicates([f"a{i}" for i in range(6)], thumbs[:6], [f"b{i}" for i in range(6)], thumbs[6:])
+    assert [(d.index_a, d.index_b) for d in found] == [(i, i) for i in range(6)]
+
+
+def test_different_slices_of_one_head_stay_apart_after_alignment() -> None:
+    rng = np.random.default_rng(13)
+    head = _head(rng)
+    slices = [_thumb(_jpeg(_shifted(_slice(head, rng), int(dx), 0))) for dx in (0, 2, -2, 1)]
+    scores = [pixel_correlation(slices[0], other) for other in slices[1:]]
+    assert max(scores) < DEFAULT_MIN_CORRELATION
+    groups = find_duplicate_groups([str(i) for i in range(4)], np.stack(slices), max_hamming=60)
+    assert groups.kinds == ("unique",) * 4
+
+
+def test_alignment_is_bounded_to_small_warps(misaligned) -> None:
+    original, _ = misaligned
+    far = _warped(original, 1.0, 6.0, 0.0)
+    assert pixel_correlation(original, far) < DEFAULT_MIN_CORRELATION
+    assert find_duplicate_groups(["a", "b"], np.stack([original, far]), max_hamming=60).kinds == ("unique", "unique")
+
+
+def test_groups_with_aligned_copies_are_deterministic(misaligned) -> None:
+    original, copy = misaligned
+    rng = np.random.default_rng(14)
+    others = [_thumb(_slice(_head(rng), rng)) for _ in range(5)]
+    thumbs = np.stack([copy, *others, original, _warped(copy, 0.99, -0.4, 0.5)])
+    shas = [str(i) for i in range(len(thumbs))]
+    runs = [find_duplicate_groups(shas, thumbs) for _ in range(3)]
+    assert runs[0].kinds[-2:] == ("near", "near") and list(runs[0].kept[-2:]) == [0, 0]
+    for later in runs[1:]:
+        np.testing.assert_array_equal(later.kept, runs[0].kept)
+        assert later.kinds == runs[0].kinds

@@ -1,0 +1,220 @@
+"""``--scheduler ADDRESS``: run scan and dedup on an existing Dask cluster (the optional ``dask`` extra).
+
+scan
+    The model bundle's bytes travel to each worker once, inside a worker plugin named after the
+    model_id; a worker loads the network from them on its first task, with the same checks as a
+    local run (sha256 against the card, Keras ``safe_mode``), and keeps it for later tasks and
+    later scans with the same model. Each task decodes, preprocesses and predicts one chunk of
+    files and returns its CSV rows; the client writes them in input order with the same
+    :class:`~mriscan.results.ResultsWriter` as a local run (resume, lock, atomic CSV, exit codes).
+dedup
+    Each task decodes one chunk and returns the thumbnails; the duplicate search stays on the client.
+
+At most a few chunks per worker thread are in flight, so memory stays bounded. Workers must have
+mriscan installed and read the input files at the same paths as the client (a shared file
+system); they need not see the model folder. Nothing but this module imports Dask, and only when
+``--scheduler`` is given.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import tempfile
+import threading
+from collections import deque
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+from mriscan.errors import ClusterError, ModelBundleError, MriscanError
+
+try:
+    from distributed import Client, Future, WorkerPlugin, get_worker
+except ImportError as error:  # the optional extra is missing: say how to get it, not ModuleNotFoundError
+    raise ClusterError(
+        "--scheduler runs the work on a Dask cluster, but Dask is not installed here; "
+        "install it with: pip install 'mriscan[dask]' (or run without --scheduler)"
+    ) from error
+
+from mriscan.dedup_report import ThumbnailedSet, thumbnailed
+from mriscan.imageio import DEFAULT_MAX_PIXELS
+from mriscan.loader import DEFAULT_CHUNK_SIZE, LoadedImage, load_file
+from mriscan.model import MODEL_FILE, ModelBundle, load_bundle, write_card
+from mriscan.preprocess import PreprocessConfig
+from mriscan.results import Row
+from mriscan.scan import ScanOptions, predict_rows
+
+CONNECT_SECONDS = 10.0
+WORKER_WAIT_SECONDS = 30.0
+CHUNKS_PER_THREAD = 2  # in flight per worker thread: one running, one queued behind it
+
+
+# --- client side ----------------------------------------------------------------------------
+
+
+def predict_on_cluster(paths: Sequence[Path], options: ScanOptions, bundle: ModelBundle) -> Iterator[list[Row]]:
+    """Scan rows of ``paths``, one list per chunk in input order, predicted on the cluster.
+
+    Parameters
+    ----------
+    paths : files to scan, as found under ``options.input_dir``.
+    options : what scan was asked to do; its ``scheduler`` is the cluster's address.
+    bundle : the model loaded here; its bytes are shipped to the workers once.
+    """
+    if not paths:  # e.g. a --resume with nothing left to do: no need for the cluster
+        return
+    plugin = ModelPlugin.from_bundle(bundle)
+    with connected(options.scheduler) as client:
+        try:
+            client.register_plugin(plugin)
+        except Exception as error:  # Dask reports a worker's failed set-up with the worker's own type
+            raise ClusterError(f"could not send the model to the workers of {options.scheduler}: {error}") from error
+        yield from _in_order(client, options.scheduler, _predict_chunk, _chunks(paths, options.chunk_size),
+                             plugin.name, options.input_dir, options.max_pixels)
+
+
+def thumbnail_on_cluster(paths: Sequence[Path], config: PreprocessConfig, address: str,
+                         chunk_size: int = DEFAULT_CHUNK_SIZE) -> ThumbnailedSet:
+    """Decode ``paths`` on the cluster and return them as duplicate search needs them, in input order."""
+    with connected(address) as client:
+        parts = list(_in_order(client, address, _thumbnail_chunk, _chunks(paths, chunk_size), config))
+    return ThumbnailedSet.concatenate(parts)
+
+
+@contextmanager
+def connected(address: str) -> Iterator[Client]:
+    """A client of the scheduler at ``address`` with at least one worker; closed on leaving."""
+    try:
+        client = Client(address, timeout=CONNECT_SECONDS, set_as_default=False)
+    except (OSError, TimeoutError, ValueError) as error:
+        raise ClusterError(
+            f"could not reach a Dask scheduler at {address} within {CONNECT_SECONDS:.0f} s ({error}). Start one "
+            "with 'dask scheduler' and workers with 'dask worker ADDRESS', or check the address and firewall"
+        ) from error
+    try:
+        try:
+            client.wait_for_workers(1, timeout=WORKER_WAIT_SECONDS)
+        except (OSError, TimeoutError) as error:
+            raise ClusterError(
+                f"the Dask scheduler at {address} has no workers (waited {WORKER_WAIT_SECONDS:.0f} s); "
+                f"start some with 'dask worker {address}'"
+            ) from error
+        yield client
+    finally:
+        client.close()
+
+
+def _chunks(paths: Sequence[Path], chunk_size: int) -> Iterator[list[Path]]:
+    return (list(paths[i : i + chunk_size]) for i in range(0, len(paths), chunk_size))
+
+
+def _in_order(client: Client, address: str, task: Callable[..., Any], chunks: Iterator[list[Path]],
+              *args: Any) -> Iterator[Any]:
+    """Submit ``task(chunk, *args)`` for each chunk and yield the results in chunk order.
+
+    At most ``CHUNKS_PER_THREAD`` chunks per worker thread are submitted and not yet collected,
+    so neither the cluster nor this process holds more results than that at once.
+    """
+    in_flight = max(2, CHUNKS_PER_THREAD * sum(client.nthreads().values()))
+    pending: deque[Future] = deque()
+    try:
+        for chunk in chunks:
+            pending.append(client.submit(task, chunk, *args, pure=False))
+            if len(pending) >= in_flight:
+                yield _result(pending.popleft(), address)
+        while pending:
+            yield _result(pending.popleft(), address)
+    finally:
+        if pending:
+            client.cancel(list(pending))
+
+
+def _result(future: Future, address: str) -> Any:
+    try:
+        return future.result()
+    except MriscanError:
+        raise
+    except Exception as error:  # whatever failed on the worker (lost worker, mriscan missing there, ...)
+        raise ClusterError(
+            f"a task failed on the Dask cluster at {address} ({type(error).__name__}: {str(error)[:300]}). "
+            "Check that every worker has mriscan installed and can read the input files at the same paths"
+        ) from error
+
+
+# --- worker side ----------------------------------------------------------------------------
+
+
+class ModelPlugin(WorkerPlugin):
+    """A model bundle's bytes on a worker, loaded into a :class:`ModelBundle` at first use.
+
+    Registered once per cluster and model: the name holds the model_id, and ``idempotent`` makes a
+    later registration with the same name a no-op, so workers keep the network between scans.
+    ``loads`` counts how often this worker loaded the network (once, unless loading failed).
+    """
+
+    idempotent = True
+
+    def __init__(self, weights: bytes, card: Mapping[str, Any], directory: Path) -> None:
+        self.weights = weights
+        self.card = dict(card)
+        self.directory = directory
+        self.name = f"mriscan-model-{card['model_id']}"
+        self.loads = 0
+        self._bundle: ModelBundle | None = None
+        self._lock: threading.Lock | None = None
+
+    @classmethod
+    def from_bundle(cls, bundle: ModelBundle) -> ModelPlugin:
+        """Read the weights of a loaded bundle; refuse them if they changed since it was loaded."""
+        weights_path = bundle.directory / MODEL_FILE
+        try:
+            weights = weights_path.read_bytes()
+        except OSError as error:
+            raise ModelBundleError(f"cannot read {weights_path} to send it to the workers ({error})") from error
+        if hashlib.sha256(weights).hexdigest() != bundle.model_id:
+            raise ModelBundleError(f"{weights_path} changed since it was loaded; run the scan again")
+        return cls(weights, bundle.card, bundle.directory)
+
+    def __getstate__(self) -> dict[str, Any]:
+        return {**self.__dict__, "_bundle": None, "_lock": None}  # only the bytes travel
+
+    def setup(self, worker: Any) -> None:
+        # As in the CLI: TensorFlow's C++ start-up chatter would fill the worker's log at every start.
+        os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+        self._lock = threading.Lock()
+
+    def bundle(self) -> ModelBundle:
+        """The loaded bundle, loaded on the first call (from a task thread, not the worker's event loop)."""
+        assert self._lock is not None, "the plugin was not set up on a worker"
+        with self._lock:
+            if self._bundle is None:
+                self._bundle = _load_shipped(self.weights, self.card, self.directory)
+                self.loads += 1
+            return self._bundle
+
+
+def _load_shipped(weights: bytes, card: Mapping[str, Any], directory: Path) -> ModelBundle:
+    """Load shipped bytes through the ordinary safe loader, via a private temporary folder."""
+    with tempfile.TemporaryDirectory(prefix="mriscan-model-") as folder:
+        (Path(folder) / MODEL_FILE).write_bytes(weights)
+        write_card(card, Path(folder))
+        bundle = load_bundle(Path(folder))
+    return replace(bundle, directory=directory)  # where the client loaded it from, for messages
+
+
+def _predict_chunk(paths: list[Path], plugin_name: str, root: Path, max_pixels: int) -> list[Row]:
+    """On a worker: decode, preprocess and predict one chunk of files; return its scan rows."""
+    bundle = get_worker().plugins[plugin_name].bundle()
+    return predict_rows(_load_chunk(paths, bundle.preprocess_config, max_pixels), bundle, root)
+
+
+def _thumbnail_chunk(paths: list[Path], config: PreprocessConfig) -> ThumbnailedSet:
+    """On a worker: decode one chunk of files and shrink the readable ones to dedup thumbnails."""
+    return thumbnailed(_load_chunk(paths, config, DEFAULT_MAX_PIXELS))
+
+
+def _load_chunk(paths: list[Path], config: PreprocessConfig, max_pixels: int) -> list[LoadedImage]:
+    return [record for path in paths for record in load_file(path, config, max_pixels)]
