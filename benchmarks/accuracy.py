@@ -90,7 +90,9 @@ def measure(bundle_dir: Path, work: Path) -> dict:
     bundle = load_bundle(bundle_dir)
     card = bundle.card
     row = {"model": str(bundle_dir), "architecture": card["architecture"],
-           "data": ", ".join(Path(d).name for d in card["data"]["data_dirs"]), "br35h_test": card["metrics"]["test"]}
+           "data": ", ".join(Path(d).name for d in card["data"]["data_dirs"]),
+           # Br35H's own test images when the card has per-source figures, else the whole test split
+           "br35h_test": card["metrics"].get("test_by_source", {}).get("br35h", card["metrics"]["test"])}
     if "figshare" not in row["data"] and (DATA / "figshare").exists():
         fig = predict_folders(bundle, [DATA / "figshare"])
         row["figshare_sensitivity"] = float((fig.probability >= bundle.threshold).mean())
@@ -115,7 +117,7 @@ def _specificity_by_contrast(pred, bundle, folder: Path) -> dict[str, float]:
     for contrast in sorted(set(names)):
         healthy = (names == contrast) & (pred.labels == 0)
         if healthy.any():
-            result[contrast] = round(float((pred.probability[healthy] < bundle.threshold).mean()), 3)
+            result[str(contrast)] = round(float((pred.probability[healthy] < bundle.threshold).mean()), 3)
     return result
 
 
