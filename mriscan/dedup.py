@@ -16,9 +16,14 @@ grouping that chains weak links merges most of the set into one group. So:
    aligning one thumbnail onto the other by a small affine warp (ECC), less 0.01 because fitting a
    warp raises any pair's correlation. Brain slices look alike at hash resolution, copies look
    alike at pixel level once aligned.
-4. Groups are stars: an image joins the earliest kept image it is confirmed against, never a group
-   through one of its members, so chains of weak links cannot build giant groups and every member
-   is a confirmed copy of its kept image.
+4. Groups are stars: an image joins the best kept image it is confirmed against, never a group
+   through one of its members, so chains of weak links cannot build giant groups.
+5. Stars whose kept images share at least two confirmed copies merge. A copy too degraded to
+   match its group's kept image becomes a kept image itself, and the later copies of that slice
+   then split between the two stars; with tens of copies of one slice (the benchmark's 100,000
+   images hold about 36 per original) those splits, not the missed copies themselves, lost most
+   of the pairs. Two images confirmed against both kept images are taken as evidence that the two
+   are one slice; a single one is not (it may sit between two neighbouring slices).
 
 Why the alignment: ``preprocess`` crops to the head found on a 128 px copy, so the crop box of a
 re-encoded, rescaled or shifted copy moves in steps of 1/128 of the image side. Its thumbnail is
@@ -37,6 +42,7 @@ unblurred one, 35 bits). ``benchmarks/bench_dedup.py`` measures the whole search
 from __future__ import annotations
 
 import itertools
+from collections import Counter
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import NamedTuple
@@ -60,6 +66,7 @@ _MAX_ALIGNED = 8  # candidates aligned per image at most, best plain correlation
 _ECC_CRITERIA = (cv2.TERM_CRITERIA_COUNT | cv2.TERM_CRITERIA_EPS, 5, 1e-3)  # 5 steps reach copies' optimum
 _MAX_DEFORMATION = 0.05  # largest |entry of warp - identity| of an accepted alignment (rotation/scale)
 _MAX_SHIFT = 2.0 / 64.0  # largest shift of an accepted alignment, as a share of the thumbnail width
+_MIN_SHARED_COPIES = 2  # images confirmed against two kept images that merge their groups
 _ALIGNMENT_PENALTY = 0.01  # taken off an aligned correlation: fitting a warp also raises it for non-copies
 
 
@@ -179,7 +186,8 @@ class DuplicateGroups:
     group_ids : int array, one per image; images in one group are copies of its kept image.
         Ids are numbered 0, 1, ... in the order of the groups' kept images.
     kinds : per image, ``"unique"`` (alone in its group), ``"kept"`` (the image a dedup keeps),
-        ``"exact"`` (byte-identical to the kept image) or ``"near"`` (pixel-confirmed near copy).
+        ``"exact"`` (byte-identical to the kept image) or ``"near"`` (pixel-confirmed near copy of
+        the kept image, or of a kept image whose group merged into this one).
     kept : int array, the index of the kept image of each image's group (itself if kept/unique).
     """
 
@@ -215,7 +223,8 @@ def find_duplicate_groups(
     Images are visited in index order. An image byte-identical to an earlier one joins that
     image's group. Otherwise it joins the kept image it correlates best with among the kept
     images within ``max_hamming`` dHash bits and at least ``min_correlation``; failing that, it
-    becomes a kept image itself. The kept image of a group is therefore its lowest index.
+    becomes a kept image itself. Finally, groups whose kept images have at least two images
+    confirmed against both merge (transitively). The kept image of a group is its lowest index.
 
     Parameters
     ----------
@@ -233,8 +242,10 @@ def find_duplicate_groups(
     Notes
     -----
     In a chain a ~ b ~ c where a and c are not copies, c does not join a's group, though it is a
-    confirmed copy of b. Removing every non-kept image (as ``fit`` does) leaves no copy pair
-    behind; splitting groups without removing them can leave such b, c pairs in two splits.
+    confirmed copy of b; it does when a second image is confirmed against both a and c. A member
+    of a merged group is a confirmed copy of its own star's kept image, not always of the group's.
+    Removing every non-kept image (as ``fit`` does) leaves no copy pair behind; splitting groups
+    without removing them can leave such b, c pairs in two splits.
 
     Examples
     --------
@@ -249,22 +260,8 @@ def find_duplicate_groups(
     """
     _check_limits(min_correlation, max_bucket)
     prints = _fingerprints(sha256s, thumbnails, max_hamming, "sha256s", "thumbnails")
-    kept = np.arange(len(sha256s))
-    exact = np.zeros(len(sha256s), dtype=bool)
-    index = _MultiIndex(max_bucket)
-    first_of_sha: dict[str, int] = {}
-    for row, sha in enumerate(sha256s):
-        first = first_of_sha.setdefault(sha, row)
-        if first != row:
-            kept[row], exact[row] = kept[first], kept[first] == first
-            continue
-        keys = prints.keys[row].tolist()
-        rows, _, correlation = _matches(prints, row, prints, index.candidates(keys), max_hamming, min_correlation)
-        if len(rows):
-            kept[row] = rows[int(np.argmax(correlation))]
-        else:
-            index.add(row, keys)
-    return _groups_from_kept(kept, exact)
+    stars = _stars(sha256s, prints, max_hamming, min_correlation, max_bucket)
+    return _groups_from_kept(*_merged_stars(stars, _MIN_SHARED_COPIES))
 
 
 def find_cross_duplicates(
@@ -304,10 +301,9 @@ def find_cross_duplicates(
     _check_limits(min_correlation, max_bucket)
     prints_a = _fingerprints(sha256s_a, thumbnails_a, max_hamming, "sha256s_a", "thumbnails_a")
     prints_b = _fingerprints(sha256s_b, thumbnails_b, max_hamming, "sha256s_b", "thumbnails_b")
-    index = _MultiIndex(max_bucket)
+    index = _index_of(prints_b, max_bucket)
     rows_of_sha: dict[str, list[int]] = {}
     for row, sha in enumerate(sha256s_b):
-        index.add(row, prints_b.keys[row].tolist())
         rows_of_sha.setdefault(sha, []).append(row)
     found: list[CrossDuplicate] = []
     for row, sha in enumerate(sha256s_a):
@@ -316,6 +312,46 @@ def find_cross_duplicates(
         exact_rows = np.asarray(rows_of_sha.get(sha, []), dtype=np.intp)
         found.extend(_cross_records(prints_a, row, prints_b, exact_rows, near))
     return found
+
+
+def find_candidates(
+    query_thumbnails: np.ndarray,
+    indexed_thumbnails: np.ndarray,
+    *,
+    max_hamming: int = DEFAULT_MAX_HAMMING,
+    max_bucket: int = DEFAULT_MAX_BUCKET,
+) -> list[np.ndarray]:
+    """Run the candidate stage alone: which indexed images each query image would be confirmed against.
+
+    The indexed thumbnails go into the multi-index in order (with the same bucket cap as the
+    searches); each query gets the indexed rows it returns within ``max_hamming`` dHash bits. The
+    searches confirm each candidate with :func:`pixel_correlation`; this function lets a benchmark
+    measure the two stages apart.
+
+    Parameters
+    ----------
+    query_thumbnails, indexed_thumbnails : arrays ``(n, 64, 64)`` of :func:`thumbnail` outputs.
+    max_hamming, max_bucket : as in :func:`find_duplicate_groups`.
+
+    Returns
+    -------
+    list of int arrays, one per query image: ascending rows of ``indexed_thumbnails``.
+
+    Examples
+    --------
+    >>> rng = np.random.default_rng(0)
+    >>> base = cv2.GaussianBlur(rng.random((64, 64), dtype=np.float32), (0, 0), 3)
+    >>> other = cv2.GaussianBlur(rng.random((64, 64), dtype=np.float32), (0, 0), 3)
+    >>> [rows.tolist() for rows in find_candidates(np.stack([base, other]), np.stack([other, base + 0.01]))]
+    [[1], [0]]
+    """
+    _check_limits(DEFAULT_MIN_CORRELATION, max_bucket)
+    query = _fingerprints([""] * len(query_thumbnails), query_thumbnails, max_hamming, "query", "query_thumbnails")
+    target = _fingerprints([""] * len(indexed_thumbnails), indexed_thumbnails, max_hamming, "indexed",
+                           "indexed_thumbnails")  # fmt: skip
+    index = _index_of(target, max_bucket)
+    return [_close(query, row, target, index.candidates(query.keys[row].tolist()), max_hamming)[0]
+            for row in range(len(query_thumbnails))]  # fmt: skip
 
 
 @dataclass(frozen=True, eq=False)
@@ -399,6 +435,67 @@ class _MultiIndex:
         return np.unique(np.fromiter(rows, dtype=np.intp))
 
 
+@dataclass(frozen=True, eq=False)
+class _Stars:
+    """Outcome of the star pass: each image's kept image, and the evidence for merging stars."""
+
+    kept: np.ndarray  # index of the kept image each image joined (itself for a kept image)
+    exact: np.ndarray  # True where the image is byte-identical to its kept image
+    shared: Counter[tuple[int, int]]  # (kept a, kept b), a < b: images confirmed as copies of both
+
+
+def _stars(
+    sha256s: Sequence[str], prints: _Fingerprints, max_hamming: int, min_correlation: float, max_bucket: int
+) -> _Stars:
+    """Visit images in order; each joins its best confirmed kept image or becomes a kept image.
+
+    An image confirmed against several kept images joins the best and counts as shared evidence
+    between the best and each other one.
+    """
+    kept = np.arange(len(sha256s))
+    exact = np.zeros(len(sha256s), dtype=bool)
+    shared: Counter[tuple[int, int]] = Counter()
+    index = _MultiIndex(max_bucket)
+    first_of_sha: dict[str, int] = {}
+    for row, sha in enumerate(sha256s):
+        first = first_of_sha.setdefault(sha, row)
+        if first != row:
+            kept[row], exact[row] = kept[first], kept[first] == first
+            continue
+        keys = prints.keys[row].tolist()
+        rows, _, correlation = _matches(prints, row, prints, index.candidates(keys), max_hamming, min_correlation)
+        if not len(rows):
+            index.add(row, keys)
+            continue
+        best = int(rows[int(np.argmax(correlation))])
+        kept[row] = best
+        shared.update((min(best, other), max(best, other)) for other in rows.tolist() if other != best)
+    return _Stars(kept=kept, exact=exact, shared=shared)
+
+
+def _merged_stars(stars: _Stars, min_shared: int) -> tuple[np.ndarray, np.ndarray]:
+    """Merge stars whose kept images share at least ``min_shared`` confirmed copies.
+
+    A copy too degraded to match its group's kept image becomes a kept image of its own, and later
+    copies split between the two stars; copies confirmed against both reunite them. Returns each
+    image's kept image (the lowest index of its merged group) and whether it is byte-identical to it.
+    """
+    root = np.arange(len(stars.kept))
+    for (first, second), count in sorted(stars.shared.items()):
+        if count >= min_shared:
+            low, high = sorted((_root(root, first), _root(root, second)))
+            root[high] = low
+    kept = np.array([_root(root, centre) for centre in stars.kept.tolist()], dtype=stars.kept.dtype)
+    return kept, stars.exact & (kept == stars.kept)
+
+
+def _root(parent: np.ndarray, node: int) -> int:
+    while parent[node] != node:
+        parent[node] = parent[parent[node]]
+        node = int(parent[node])
+    return node
+
+
 def _matches(
     query: _Fingerprints,
     row: int,
@@ -411,14 +508,28 @@ def _matches(
 
     Returns the rows (ascending), their dHash distances and their copy scores.
     """
-    hamming = _hamming(query, row, target, candidates)
-    close = hamming <= max_hamming
-    rows, hamming = candidates[close], hamming[close]
+    rows, hamming = _close(query, row, target, candidates, max_hamming)
     if not len(rows):
         return rows, hamming, np.zeros(0, dtype=np.float64)
     correlation = _copy_scores(query, row, target, rows, min_correlation)
     similar = correlation >= min_correlation
     return rows[similar], hamming[similar], correlation[similar]
+
+
+def _index_of(prints: _Fingerprints, max_bucket: int) -> _MultiIndex:
+    index = _MultiIndex(max_bucket)
+    for row in range(len(prints.keys)):
+        index.add(row, prints.keys[row].tolist())
+    return index
+
+
+def _close(
+    query: _Fingerprints, row: int, target: _Fingerprints, candidates: np.ndarray, max_hamming: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """Return the candidate rows within ``max_hamming`` dHash bits of ``query[row]``, and their distances."""
+    hamming = _hamming(query, row, target, candidates)
+    close = hamming <= max_hamming
+    return candidates[close], hamming[close]
 
 
 def _hamming(query: _Fingerprints, row: int, target: _Fingerprints, rows: np.ndarray) -> np.ndarray:

@@ -7,6 +7,8 @@ preprocessing path before thumbnails are taken, as ``fit`` and ``mriscan dedup``
 
 from __future__ import annotations
 
+from collections import Counter
+
 import cv2
 import numpy as np
 import pytest
@@ -16,6 +18,7 @@ from mriscan.dedup import (
     DEFAULT_MIN_CORRELATION,
     THUMBNAIL_SIZE,
     DuplicateGroups,
+    find_candidates,
     find_cross_duplicates,
     find_duplicate_groups,
     hamming_distance,
@@ -112,10 +115,14 @@ def planted() -> tuple[list[str], np.ndarray, np.ndarray, list[str]]:
     return shas, np.stack(thumbs), np.array(origin), kinds
 
 
-def _star_reference(shas: list[str], thumbs: np.ndarray, max_hamming: int, min_correlation: float) -> np.ndarray:
-    """All-pairs version of the grouping rule: each image joins its best-correlated earlier kept image."""
+def _grouping_reference(shas: list[str], thumbs: np.ndarray, max_hamming: int, min_correlation: float) -> np.ndarray:
+    """All-pairs version of the grouping rule.
+
+    Each image joins its best-correlated earlier kept image; an image confirmed against several
+    kept images links its best to each other one, and kept images linked twice merge their groups.
+    """
     hashes = [perceptual_hash(t) for t in thumbs]
-    kept = np.arange(len(shas))
+    kept, links = np.arange(len(shas)), Counter()
     for row in range(len(shas)):
         earlier_same_sha = [i for i in range(row) if shas[i] == shas[row]]
         if earlier_same_sha:
@@ -130,7 +137,18 @@ def _star_reference(shas: list[str], thumbs: np.ndarray, max_hamming: int, min_c
         confirmed = {i: c for i, c in scores.items() if c >= min_correlation}
         if confirmed:
             kept[row] = max(confirmed, key=lambda i: (confirmed[i], -i))
-    return kept
+            links.update(tuple(sorted((kept[row], i))) for i in confirmed if i != kept[row])
+    return _merged_reference(kept, [pair for pair, count in links.items() if count >= 2])
+
+
+def _merged_reference(kept: np.ndarray, links: list[tuple[int, int]]) -> np.ndarray:
+    """Relabel kept images joined by links (transitively) with their group's lowest kept image."""
+    group = {int(i): {int(i)} for i in np.unique(kept)}
+    for a, b in links:
+        joined = group[a] | group[b]
+        for member in joined:
+            group[member] = joined
+    return np.array([min(group[int(i)]) for i in kept])
 
 
 def test_thumbnail_accepts_model_input_shapes() -> None:
@@ -181,7 +199,7 @@ def test_multi_index_matches_all_pairs_reference(planted) -> None:
     all_shas, all_thumbs = shas + [f"slice-{i}" for i in range(30)], np.concatenate([thumbs, extra])
     for max_hamming in (8, DEFAULT_MAX_HAMMING, 40):
         groups = find_duplicate_groups(all_shas, all_thumbs, max_hamming=max_hamming)
-        reference = _star_reference(all_shas, all_thumbs, max_hamming, DEFAULT_MIN_CORRELATION)
+        reference = _grouping_reference(all_shas, all_thumbs, max_hamming, DEFAULT_MIN_CORRELATION)
         np.testing.assert_array_equal(groups.kept, reference)
 
 
@@ -343,3 +361,72 @@ def test_groups_with_aligned_copies_are_deterministic(misaligned) -> None:
     for later in runs[1:]:
         np.testing.assert_array_equal(later.kept, runs[0].kept)
         assert later.kinds == runs[0].kinds
+
+
+@pytest.fixture(scope="module")
+def bridged() -> tuple[np.ndarray, np.ndarray, list[np.ndarray]]:
+    """Two images too different to confirm each other, and copies between them that confirm both.
+
+    The case of a copy too degraded to match its group's kept image: it becomes a kept image of
+    its own, and later, milder copies are confirmed against both.
+    """
+    rng = np.random.default_rng(15)
+    head = _head(rng)
+    first, last = (_thumb(_slice(head, rng)) for _ in range(2))
+    between = [weight * first + (1 - weight) * last for weight in (0.5, 0.52)]
+    assert pixel_correlation(first, last) < DEFAULT_MIN_CORRELATION
+    for image in between:
+        assert min(pixel_correlation(image, first), pixel_correlation(image, last)) >= DEFAULT_MIN_CORRELATION
+    return first, last, between
+
+
+def test_groups_sharing_two_confirmed_copies_merge(bridged) -> None:
+    first, last, between = bridged
+    groups = find_duplicate_groups(list("abcd"), np.stack([first, last, *between]), max_hamming=60)
+    np.testing.assert_array_equal(groups.kept, [0, 0, 0, 0])
+    assert groups.kinds == ("kept", "near", "near", "near")
+
+
+def test_one_shared_copy_does_not_merge_groups(bridged) -> None:
+    first, last, between = bridged
+    groups = find_duplicate_groups(list("abc"), np.stack([first, last, between[0]]), max_hamming=60)
+    assert groups.group_ids[0] != groups.group_ids[1]
+    assert groups.kinds[2] == "near"
+
+
+def test_byte_copy_of_a_merged_kept_image_is_near(bridged) -> None:
+    first, last, between = bridged
+    groups = find_duplicate_groups(list("abbcd"), np.stack([first, last, last, *between]), max_hamming=60)
+    np.testing.assert_array_equal(groups.kept, [0, 0, 0, 0, 0])
+    assert groups.kinds == ("kept", "near", "near", "near", "near")
+
+
+def test_merged_groups_match_the_all_pairs_reference(bridged) -> None:
+    first, last, between = bridged
+    rng = np.random.default_rng(16)
+    others = [_thumb(_slice(_head(rng), rng)) for _ in range(4)]
+    thumbs = np.stack([others[0], first, others[1], last, between[0], others[2], between[1], others[3]])
+    shas = [str(i) for i in range(len(thumbs))]
+    reference = _grouping_reference(shas, thumbs, 60, DEFAULT_MIN_CORRELATION)
+    np.testing.assert_array_equal(find_duplicate_groups(shas, thumbs, max_hamming=60).kept, reference)
+    assert len(set(reference[[1, 3, 4, 6]])) == 1
+
+
+def test_find_candidates_returns_the_indexed_rows_within_max_hamming(planted) -> None:
+    _, thumbs, _, _ = planted
+    hashes = [perceptual_hash(t) for t in thumbs]
+    query, indexed = thumbs[::2], thumbs[1::2]
+    for max_hamming in (0, DEFAULT_MAX_HAMMING, 40):
+        found = find_candidates(query, indexed, max_hamming=max_hamming)
+        expected = [
+            [j for j in range(len(indexed)) if hamming_distance(hashes[2 * i], hashes[2 * j + 1]) <= max_hamming]
+            for i in range(len(query))
+        ]
+        assert [rows.tolist() for rows in found] == expected
+
+
+def test_find_candidates_argument_errors_say_what_was_received() -> None:
+    with pytest.raises(ValueError, match="Received: shape=\\(4, 4\\)"):
+        find_candidates(np.zeros((4, 4)), np.zeros((1, 64, 64)))
+    with pytest.raises(ValueError, match="max_hamming=64"):
+        find_candidates(np.zeros((1, 64, 64)), np.zeros((1, 64, 64)), max_hamming=64)
