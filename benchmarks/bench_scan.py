@@ -6,7 +6,9 @@ Prints, for the files of ``--data`` (repeated ``--repeat`` times through symlink
 - decode-only bound: files/s to decode (grey) and resize (150x150) with all cores (joblib);
 - mriscan scan: files/s end to end, start-up (a scan of one file), marginal throughput
   (start-up removed) and its ratio to the decode-only bound;
-- peak memory (RSS summed over the scan process and its workers, sampled every 0.2 s).
+- peak memory (RSS summed over the scan process and its workers, sampled every 0.2 s);
+- CPU time per file of the bound and of the scan (start-up removed), and their ratio: on a shared
+  machine the files/s figures move with what else runs, the CPU cost per file much less so.
 Targets on a 2-core machine: ratio >= 0.5, start-up < 5 s, peak memory < 1.5 GB for 10,000 files.
 """
 
@@ -14,11 +16,13 @@ from __future__ import annotations
 
 import argparse
 import os
+import resource
 import subprocess
 import sys
 import tempfile
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import cv2
@@ -28,8 +32,8 @@ REPO = Path(__file__).resolve().parents[1]
 DEFAULT_DATA = REPO.parent / "shared" / "data" / "br35h"
 
 
-def decode_only(paths: list[Path]) -> float:
-    """Seconds to decode (grey) and resize every file with all cores."""
+def decode_only(paths: list[Path]) -> tuple[float, float]:
+    """Seconds and CPU seconds (this process and its workers) to decode (grey) and resize every file."""
 
     def work(chunk: list[Path]) -> int:
         for path in chunk:
@@ -39,38 +43,54 @@ def decode_only(paths: list[Path]) -> float:
         return len(chunk)
 
     chunks = [paths[i : i + 64] for i in range(0, len(paths), 64)]
-    started = time.monotonic()
+    started, cpu_before = time.monotonic(), _tree_cpu(os.getpid())
     Parallel(n_jobs=-1)(delayed(work)(chunk) for chunk in chunks)
-    return time.monotonic() - started
+    return time.monotonic() - started, _tree_cpu(os.getpid()) - cpu_before
 
 
-def _tree_rss(pid: int) -> int:
-    """Resident memory in bytes of a process and all its descendants (from /proc)."""
+def _tree_sum(pid: int, value: Callable[[list[str]], float]) -> float:
+    """Sum ``value(fields of /proc/PID/stat after the name)`` over a process and all its descendants."""
     children: dict[int, list[int]] = {}
-    rss: dict[int, int] = {}
+    values: dict[int, float] = {}
     for entry in Path("/proc").iterdir():
         if not entry.name.isdigit():
             continue
         try:
             fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
             children.setdefault(int(fields[1]), []).append(int(entry.name))
-            rss[int(entry.name)] = int(fields[21]) * os.sysconf("SC_PAGE_SIZE")
+            values[int(entry.name)] = value(fields)
         except (OSError, IndexError, ValueError):
             continue
-    total, todo = 0, [pid]
+    total, todo = 0.0, [pid]
     while todo:
         current = todo.pop()
-        total += rss.get(current, 0)
+        total += values.get(current, 0.0)
         todo.extend(children.get(current, []))
     return total
 
 
-def timed_scan(input_dir: Path, out: Path, model: Path | None) -> tuple[float, int]:
-    """Run ``mriscan scan`` as a subprocess; return (seconds, peak tree RSS in bytes)."""
+def _tree_rss(pid: int) -> int:
+    """Resident memory in bytes of a process and all its descendants (from /proc)."""
+    return int(_tree_sum(pid, lambda fields: int(fields[21]) * os.sysconf("SC_PAGE_SIZE")))
+
+
+def _tree_cpu(pid: int) -> float:
+    """CPU seconds (user + system) used so far by a process and its living descendants."""
+    return _tree_sum(pid, lambda fields: (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK"))
+
+
+def _children_cpu() -> float:
+    """CPU seconds of the finished child processes of this one (and of their finished children)."""
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
+def timed_scan(input_dir: Path, out: Path, model: Path | None) -> tuple[float, int, float]:
+    """Run ``mriscan scan`` as a subprocess; return (seconds, peak tree RSS in bytes, CPU seconds)."""
     command = [sys.executable, "-m", "mriscan", "scan", str(input_dir), "--out", str(out), "--quiet"]
     if model is not None:
         command += ["--model", str(model)]
-    started = time.monotonic()
+    started, cpu_before = time.monotonic(), _children_cpu()
     process = subprocess.Popen(command)
     peak = [0]
 
@@ -85,7 +105,7 @@ def timed_scan(input_dir: Path, out: Path, model: Path | None) -> tuple[float, i
     sampler.join()
     if code not in (0, 3):
         raise SystemExit(f"scan failed with exit code {code}")
-    return time.monotonic() - started, peak[0]
+    return time.monotonic() - started, peak[0], _children_cpu() - cpu_before
 
 
 def repeated_tree(files: list[Path], repeat: int, root: Path) -> list[Path]:
@@ -114,19 +134,24 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         tmp_path = Path(tmp)
         links = repeated_tree(files, args.repeat, tmp_path / "in")
-        bound = decode_only(links)
+        load_before = os.getloadavg()[0]
+        bound, bound_cpu = decode_only(links)
         (tmp_path / "one").mkdir()
         (tmp_path / "one" / files[0].name).symlink_to(files[0])
-        startup, _ = timed_scan(tmp_path / "one", tmp_path / "one.csv", args.model)
-        total, peak = timed_scan(tmp_path / "in", tmp_path / "all.csv", args.model)
+        startup, _, startup_cpu = timed_scan(tmp_path / "one", tmp_path / "one.csv", args.model)
+        total, peak, total_cpu = timed_scan(tmp_path / "in", tmp_path / "all.csv", args.model)
     n = len(links)
     marginal = n / max(total - startup, 1e-6)
-    print(f"files: {n} ({len(files)} x {args.repeat}) on {os.cpu_count()} cores")
+    bound_ms, scan_ms = 1000 * bound_cpu / n, 1000 * (total_cpu - startup_cpu) / n
+    print(f"files: {n} ({len(files)} x {args.repeat}) on {os.cpu_count()} cores, "
+          f"load average {load_before:.1f} before, {os.getloadavg()[0]:.1f} after")
     print(f"decode-only bound: {n / bound:.1f} files/s")
     print(f"scan end to end:   {n / total:.1f} files/s ({total:.1f} s)")
     print(f"scan start-up:     {startup:.2f} s (one file)")
     print(f"scan marginal:     {marginal:.1f} files/s = {marginal / (n / bound):.2f} x decode-only bound")
     print(f"scan peak memory:  {peak / 2**30:.2f} GB (process tree RSS)")
+    print(f"CPU per file:      bound {bound_ms:.2f} ms, scan {scan_ms:.2f} ms (start-up removed; "
+          f"start-up {startup_cpu:.2f} s) = {bound_ms / max(scan_ms, 1e-9):.2f} x")
 
 
 if __name__ == "__main__":

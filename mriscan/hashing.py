@@ -23,3 +23,14 @@ def file_sha256(path: Path) -> str:
         for block in iter(lambda: handle.read(1 << 20), b""):
             digest.update(block)
     return digest.hexdigest()
+
+
+def bytes_sha256(data: bytes) -> str:
+    """The sha256 of bytes already in memory, as hex: the same as :func:`file_sha256` of their file.
+
+    Examples
+    --------
+    >>> bytes_sha256(b"abc")[:12]
+    'ba7816bf8f01'
+    """
+    return hashlib.sha256(data).hexdigest()

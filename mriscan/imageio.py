@@ -24,15 +24,15 @@ import struct
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import cv2
 import numpy as np
-import pydicom
-from pydicom.dataset import Dataset
-from pydicom.pixels import apply_color_lut, apply_modality_lut, apply_voi_lut, get_decoder
-from pydicom.uid import ExplicitVRBigEndian, ExplicitVRLittleEndian, ImplicitVRLittleEndian
 
 from mriscan.errors import ImageTooLargeError, UnreadableImageError
+
+if TYPE_CHECKING:
+    from pydicom.dataset import Dataset
 
 DEFAULT_MAX_PIXELS = 50_000_000
 """Largest declared width x height (x frames) decoded unless the caller raises it."""
@@ -130,7 +130,7 @@ def read_image(path: Path, max_pixels: int = DEFAULT_MAX_PIXELS) -> list[Decoded
         For any other problem: missing file, dangling link, permission denied, not a regular
         file, empty, damaged or unsupported content.
     """
-    data = _read_file(path, max_pixels)
+    data = read_file_bytes(path, max_pixels)
     return decode_bytes(data, max_pixels=max_pixels, name=str(path))
 
 
@@ -179,8 +179,16 @@ def decode_bytes(data: bytes, max_pixels: int = DEFAULT_MAX_PIXELS, name: str = 
         ) from error
 
 
-def _read_file(path: Path, max_pixels: int) -> bytes:
-    """Return the bytes of a regular file, refusing files too big for any allowed image."""
+def read_file_bytes(path: Path, max_pixels: int = DEFAULT_MAX_PIXELS) -> bytes:
+    """Return the bytes of a regular file, refusing files too big for any allowed image.
+
+    Raises
+    ------
+    ImageTooLargeError
+        If the file is larger than any image within ``max_pixels`` can be.
+    UnreadableImageError
+        If it is missing, a dangling link, not a regular file, or cannot be read.
+    """
     limit = max_pixels * _BYTES_PER_PIXEL_BOUND + _FILE_SIZE_SLACK
     try:
         if not stat.S_ISREG(path.stat().st_mode):
@@ -391,25 +399,32 @@ def _colour_to_grey(colour: np.ndarray, conversion: int, full_scale: float) -> t
 
     Grey stored as three equal channels keeps its exact values.
     """
-    spread = _channel_spread(colour)
-    if not spread.any():
-        return colour[..., 0].astype(np.float32), False
+    first, second, third = cv2.split(np.ascontiguousarray(colour))
+    if _same(first, second) and _same(first, third):  # most slices: grey stored as colour
+        return first.astype(np.float32), False
+    spread = _channel_spread(first, second, third)
     had_colour = float(np.count_nonzero(spread > _COLOUR_TOLERANCE * full_scale)) / spread.size > _COLOUR_FRACTION
     grey = cv2.cvtColor(np.ascontiguousarray(colour, dtype=np.float32), conversion)
     return grey, had_colour
 
 
-def _channel_spread(colour: np.ndarray) -> np.ndarray:
+def _same(first: np.ndarray, second: np.ndarray) -> bool:
+    """True when two channels hold the same values everywhere (one vectorised pass, no temporary)."""
+    return cv2.norm(first, second, cv2.NORM_INF) == 0
+
+
+def _channel_spread(first: np.ndarray, second: np.ndarray, third: np.ndarray) -> np.ndarray:
     """Per pixel, the largest difference between two channels (max minus min over the three).
 
     OpenCV's saturating absdiff on the native type: most slices arrive as 8-bit RGB, and this
     runs once per scanned file.
     """
-    first, second, third = (np.ascontiguousarray(colour[..., i]) for i in range(3))
     return cv2.max(cv2.max(cv2.absdiff(first, second), cv2.absdiff(first, third)), cv2.absdiff(second, third))
 
 
 # --- DICOM (pydicom), one display-pipeline step per function -----------------------------------
+# pydicom is imported where it is used: it costs ~0.2 s of CPU to import, paid at the start of
+# every scan and in every worker, and most folders hold no DICOM at all.
 
 
 def _decode_dicom(data: bytes, max_pixels: int, has_marker: bool) -> list[DecodedImage]:
@@ -426,6 +441,8 @@ def _decode_dicom(data: bytes, max_pixels: int, has_marker: bool) -> list[Decode
 
 def _read_dicom_dataset(data: bytes, has_marker: bool) -> Dataset:
     """Parse a DICOM data set that holds pixel data; say plainly when the content is not one."""
+    import pydicom
+
     try:
         dataset = pydicom.dcmread(io.BytesIO(data), force=True)
         holds_pixels = any(keyword in dataset for keyword in _PIXEL_KEYWORDS)
@@ -447,6 +464,8 @@ def _read_dicom_dataset(data: bytes, has_marker: bool) -> Dataset:
 
 def _ensure_transfer_syntax(dataset: Dataset) -> None:
     """Record the encoding a raw data set (no Part 10 header) was read with (PS3.5 section 10)."""
+    from pydicom.uid import ExplicitVRBigEndian, ExplicitVRLittleEndian, ImplicitVRLittleEndian
+
     if "TransferSyntaxUID" in dataset.file_meta:
         return
     implicit_vr, little_endian = dataset.original_encoding
@@ -471,6 +490,8 @@ def _dicom_int(dataset: Dataset, keyword: str, default: int | None = None) -> in
 
 def _check_decoder_available(dataset: Dataset) -> None:
     """Refuse a compressed transfer syntax no installed decoder handles, naming what would."""
+    from pydicom.pixels import get_decoder
+
     syntax = dataset.file_meta.TransferSyntaxUID
     try:
         decoder = get_decoder(syntax)
@@ -512,6 +533,8 @@ def _short(error: Exception) -> str:
 
 def _palette_to_rgb(stored: np.ndarray, dataset: Dataset) -> np.ndarray:
     """Map palette indices to RGB through the palette colour LUTs (PS3.3 C.7.6.3.1.5)."""
+    from pydicom.pixels import apply_color_lut
+
     return apply_color_lut(stored, dataset)
 
 
@@ -537,6 +560,8 @@ def _dicom_frame(stored: np.ndarray, dataset: Dataset, frame: int | None, uids: 
 
 def _apply_modality(stored: np.ndarray, dataset: Dataset) -> np.ndarray:
     """Map stored values to modality units: Modality LUT or Rescale Slope/Intercept (PS3.3 C.11.1)."""
+    from pydicom.pixels import apply_modality_lut
+
     return apply_modality_lut(stored, dataset)
 
 
@@ -546,6 +571,8 @@ def _apply_voi(values: np.ndarray, dataset: Dataset) -> tuple[np.ndarray, tuple[
     Without either, the values keep their modality range. An invalid window is ignored with a
     warning rather than losing the image.
     """
+    from pydicom.pixels import apply_voi_lut
+
     try:
         return apply_voi_lut(values, dataset), ()
     except (ValueError, NotImplementedError, IndexError, TypeError):

@@ -1,26 +1,32 @@
 """Parallel, chunked loading: file -> decoded image -> model input, with per-file error records.
 
 A file that cannot be read becomes a :class:`LoadedImage` with ``error`` set; it never raises,
-so one bad file cannot stop a batch. Work is spread over processes with joblib in chunks, and
-results stream back chunk by chunk so memory stays bounded however large the folder is.
+so one bad file cannot stop a batch. Work is spread over processes (joblib's loky executor) in
+chunks, results stream back chunk by chunk, and only a few chunks per worker are loaded ahead of
+the one being used, so memory stays bounded however large the folder is.
 """
 
 from __future__ import annotations
 
+from collections import deque
 from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import Future
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
-from joblib import Parallel, delayed
+from joblib import effective_n_jobs
+from joblib.externals.loky import ProcessPoolExecutor
 
 from mriscan.errors import MriscanError
-from mriscan.hashing import file_sha256
-from mriscan.imageio import DEFAULT_MAX_PIXELS, read_image
+from mriscan.hashing import bytes_sha256, file_sha256
+from mriscan.imageio import DEFAULT_MAX_PIXELS, DecodedImage, decode_bytes, read_file_bytes
 from mriscan.preprocess import PreprocessConfig, preprocess
 from mriscan.quality import input_statistics, low_quality_reasons
 
 DEFAULT_CHUNK_SIZE = 64
+LOOK_AHEAD_PER_WORKER = 2
+"""Chunks per worker process submitted ahead of the one being consumed (loading while predicting)."""
 
 
 @dataclass(frozen=True)
@@ -58,32 +64,35 @@ def load_file(
     path: Path, config: PreprocessConfig, max_pixels: int = DEFAULT_MAX_PIXELS
 ) -> list[LoadedImage]:
     """Decode and preprocess one file; errors become a single record with ``error`` set."""
-    sha256 = _sha256_or_empty(path)
     try:
-        decoded = read_image(path, max_pixels=max_pixels)
+        data = read_file_bytes(path, max_pixels)
+    except MriscanError as error:
+        return [LoadedImage(path=path, sha256=_sha256_or_empty(path), error=str(error))]
+    sha256 = bytes_sha256(data)  # the bytes that are decoded, read once
+    try:
+        decoded = decode_bytes(data, max_pixels=max_pixels, name=str(path))
     except MriscanError as error:
         return [LoadedImage(path=path, sha256=sha256, error=str(error))]
-    records = []
-    for image in decoded:
-        try:
-            model_input = preprocess(image.pixels, config)
-        except (ValueError, MriscanError) as error:
-            records.append(LoadedImage(path=path, sha256=sha256, frame=image.frame, error=str(error)))
-            continue
-        records.append(
-            LoadedImage(
-                path=path,
-                sha256=sha256,
-                frame=image.frame,
-                model_input=model_input,
-                low_quality=tuple(low_quality_reasons(image.pixels)),
-                warnings=tuple(image.warnings),
-                had_colour=image.had_colour,
-                statistics=input_statistics(image.pixels, model_input),
-                dicom_uids=dict(image.dicom_uids),
-            )
-        )
-    return records
+    return [_load_frame(path, sha256, image, config) for image in decoded]
+
+
+def _load_frame(path: Path, sha256: str, image: DecodedImage, config: PreprocessConfig) -> LoadedImage:
+    """Preprocess one decoded image (one frame) and describe it; a refusal becomes the record's error."""
+    try:
+        model_input = preprocess(image.pixels, config)
+    except (ValueError, MriscanError) as error:
+        return LoadedImage(path=path, sha256=sha256, frame=image.frame, error=str(error))
+    return LoadedImage(
+        path=path,
+        sha256=sha256,
+        frame=image.frame,
+        model_input=model_input,
+        low_quality=tuple(low_quality_reasons(image.pixels)),
+        warnings=tuple(image.warnings),
+        had_colour=image.had_colour,
+        statistics=input_statistics(image.pixels, model_input),
+        dicom_uids=dict(image.dicom_uids),
+    )
 
 
 def _load_chunk(paths: Sequence[Path], config: PreprocessConfig, max_pixels: int) -> list[LoadedImage]:
@@ -104,8 +113,8 @@ def iter_loaded_chunks(
     ----------
     paths : files to load.
     config : the preprocessing settings (from the model card at scan time).
-    workers : joblib ``n_jobs`` (-1 = all cores, 1 = in this process).
-    chunk_size : files per joblib task; also the granularity of streaming.
+    workers : worker processes, counted as joblib's ``n_jobs`` (-1 = all cores, 1 = in this process).
+    chunk_size : files per task; also the granularity of streaming.
     max_pixels : decompression-bomb limit passed to the decoder.
     """
     chunks = [list(paths[i : i + chunk_size]) for i in range(0, len(paths), chunk_size)]
@@ -115,9 +124,32 @@ def iter_loaded_chunks(
         for chunk in chunks:
             yield _load_chunk(chunk, config, max_pixels)
         return
-    # Bounded look-ahead: joblib's generator keeps only a few chunks in flight.
-    parallel = Parallel(n_jobs=workers, return_as="generator", pre_dispatch="2*n_jobs")
-    yield from parallel(delayed(_load_chunk)(chunk, config, max_pixels) for chunk in chunks)
+    yield from _load_in_workers(chunks, config, effective_n_jobs(workers), max_pixels)
+
+
+def _load_in_workers(
+    chunks: list[list[Path]], config: PreprocessConfig, workers: int, max_pixels: int
+) -> Iterator[list[LoadedImage]]:
+    """Chunks loaded by worker processes, yielded in order, with at most two per worker not yet consumed.
+
+    joblib's generator (``return_as="generator"``) dispatches a new chunk whenever a worker is
+    free, consumed or not: when prediction is the slower side, finished chunks pile up in memory.
+    Here a chunk is submitted only when the oldest one is handed over. The executor is this
+    call's own (loky's, as joblib uses), so it shares no state with joblib's reusable one.
+    """
+    executor = ProcessPoolExecutor(max_workers=workers)
+    pending: deque[Future] = deque()
+    try:
+        for chunk in chunks:
+            pending.append(executor.submit(_load_chunk, chunk, config, max_pixels))
+            if len(pending) >= LOOK_AHEAD_PER_WORKER * workers:
+                yield pending.popleft().result()
+        while pending:
+            yield pending.popleft().result()
+    finally:  # also when the consumer stopped early (an error, an interrupt): drop the work not started
+        for future in pending:
+            future.cancel()
+        executor.shutdown(wait=False)
 
 
 def load_all(

@@ -97,9 +97,12 @@ def _plan(pixels: np.ndarray, config: PreprocessConfig) -> tuple[np.ndarray, tup
     grey = np.asarray(pixels, dtype=np.float32)
     if grey.ndim != 2 or min(grey.shape) < 1:
         raise ValueError(f"preprocess expects a 2-D grey image; received shape {grey.shape}")
-    if not np.isfinite(grey).all():
-        grey = np.nan_to_num(grey, nan=0.0, posinf=0.0, neginf=0.0)
     small = _fit_side(grey, MASK_SIDE)
+    # Every pixel weighs in the shrunk copy, so a NaN or an infinity anywhere shows there too:
+    # checking the small copy spares a pass over the full image.
+    if not np.isfinite(small).all():
+        grey = np.nan_to_num(grey, nan=0.0, posinf=0.0, neginf=0.0)
+        small = _fit_side(grey, MASK_SIDE)
     mask = head_mask(_min_max(small))
     percentiles = _percentiles(small, mask, config.low_percentile, config.high_percentile)
     crop = (slice(None), slice(None))
@@ -168,16 +171,45 @@ def _scaled_span(start: int, stop: int, small_length: int, full_length: int) -> 
 
 def _percentiles(small: np.ndarray, mask: np.ndarray, low_pct: float, high_pct: float) -> tuple[float, float]:
     inside = small[mask] if mask.any() else small.ravel()
-    low, high = np.percentile(inside, [low_pct, high_pct])
+    low, high = linear_percentiles(inside, (low_pct, high_pct))
     if high - low < 1e-6:
         low, high = float(small.min()), float(small.max())
     return float(low), float(high)
 
 
+def linear_percentiles(values: np.ndarray, percents: tuple[float, ...]) -> list[float]:
+    """The same numbers as ``np.percentile(values, percents)`` (linear method), for 1-D ``values``.
+
+    One partial sort for all the percentiles: about a third of numpy's time on the mask of one image.
+
+    Examples
+    --------
+    >>> linear_percentiles(np.arange(11, dtype=np.float32), (10.0, 95.0))
+    [1.0, 9.5]
+    """
+    last = values.size - 1
+    positions = [percent / 100 * last for percent in percents]
+    below = [int(np.floor(position)) for position in positions]
+    ordered = np.partition(values, sorted({index for low in below for index in (low, min(low + 1, last))}))
+    return [_lerp(ordered[low], ordered[min(low + 1, last)], position - low)
+            for low, position in zip(below, positions, strict=True)]
+
+
+def _lerp(low: np.generic, high: np.generic, fraction: float) -> float:
+    """numpy's interpolation between neighbours, rounding included (difference in the input type)."""
+    difference = float(high - low)
+    if fraction >= 0.5:
+        return float(high) - difference * (1 - fraction)
+    return float(low) + difference * fraction
+
+
 def _rescale(grey: np.ndarray, low: float, high: float) -> np.ndarray:
+    """Map ``low..high`` to 0..1 and clip, in float32 and in place on one new array."""
     if high - low < 1e-6:
         return np.zeros_like(grey, dtype=np.float32)
-    return np.clip((grey - low) / (high - low), 0.0, 1.0).astype(np.float32)
+    scaled = np.subtract(grey, np.float32(low), dtype=np.float32)
+    np.divide(scaled, np.float32(high - low), out=scaled)
+    return np.clip(scaled, 0.0, 1.0, out=scaled)
 
 
 def _letterbox(image: np.ndarray, size: int, interpolation: int | None = None) -> np.ndarray:

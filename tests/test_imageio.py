@@ -179,6 +179,48 @@ def test_small_coloured_annotation_is_colour(extension: str) -> None:
     assert _only(decode_bytes(_encode(extension, bgr))).had_colour
 
 
+def _with_exif_orientation(jpeg: bytes, orientation: int) -> bytes:
+    """The JPEG with an APP1 Exif segment whose Orientation tag (0x0112) is ``orientation``."""
+    tiff = b"II*\x00" + struct.pack("<IH", 8, 1) + struct.pack("<HHIHH", 0x0112, 3, 1, orientation, 0) + b"\x00" * 4
+    body = b"Exif\x00\x00" + tiff
+    return jpeg[:2] + b"\xff\xe1" + struct.pack(">H", len(body) + 2) + body + jpeg[2:]
+
+
+def test_grey_stored_as_colour_jpeg_decodes_to_the_colour_decodes_values() -> None:
+    bgr = cv2.cvtColor(_head(64, 96), cv2.COLOR_GRAY2BGR)
+    encoded = _encode(".jpg", bgr)
+
+    image = _only(decode_bytes(encoded))
+
+    colour = cv2.imdecode(np.frombuffer(encoded, np.uint8), cv2.IMREAD_UNCHANGED)
+    assert colour.ndim == 3 and not image.had_colour
+    np.testing.assert_array_equal(image.pixels, colour[..., 0])
+
+
+def test_faint_jpeg_chroma_keeps_the_weighted_grey() -> None:
+    bgr = cv2.cvtColor(_head(64, 96), cv2.COLOR_GRAY2BGR)
+    bgr[:, :, 0] = cv2.add(bgr[:, :, 0], 6)  # a slight blue cast: colour channels differ, but not by much
+    encoded = _encode(".jpg", bgr)
+
+    image = _only(decode_bytes(encoded))
+
+    colour = cv2.imdecode(np.frombuffer(encoded, np.uint8), cv2.IMREAD_UNCHANGED).astype(np.float32)
+    assert not image.had_colour
+    np.testing.assert_array_equal(image.pixels, cv2.cvtColor(colour, cv2.COLOR_BGR2GRAY))
+
+
+@pytest.mark.parametrize("channels", [1, 3])
+def test_jpeg_exif_orientation_is_not_applied(channels: int) -> None:
+    grey = _head(48, 80)
+    pixels = grey if channels == 1 else cv2.cvtColor(grey, cv2.COLOR_GRAY2BGR)
+    rotated = _with_exif_orientation(_encode(".jpg", pixels), 6)  # "rotate 90 degrees to display"
+
+    image = _only(decode_bytes(rotated))
+
+    assert image.pixels.shape == (48, 80)
+    np.testing.assert_array_equal(image.pixels, _only(decode_bytes(_encode(".jpg", pixels))).pixels)
+
+
 def test_png_named_jpg_is_decoded_by_content(tmp_path: Path) -> None:
     image = _only(read_image(_write(tmp_path, "y885.jpg", _encode(".png", _head()))))
 

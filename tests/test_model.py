@@ -1,9 +1,12 @@
 import json
 import shutil
+import subprocess
+import sys
 import zipfile
 
 import numpy as np
 import pytest
+from conftest import REPO
 
 from mriscan.errors import ModelBundleError, OutputError
 from mriscan.hashing import file_sha256
@@ -115,3 +118,16 @@ def test_update_card_adds_figures_but_never_what_defines_the_model(tiny_bundle, 
     with pytest.raises(ModelBundleError, match="threshold"):
         update_card(bundle, threshold=0.01)
     assert load_bundle(bundle).threshold == before.threshold
+
+
+def test_loading_holds_back_what_keras_needs_only_for_other_features(tiny_bundle):
+    """Start-up: Keras loads without scikit-learn and matplotlib, which stay importable afterwards."""
+    script = (
+        "import sys\n"
+        "from mriscan.model import load_bundle\n"
+        f"load_bundle({str(tiny_bundle)!r})\n"
+        "assert 'keras' in sys.modules and 'sklearn' not in sys.modules and 'matplotlib' not in sys.modules\n"
+        "import matplotlib, sklearn\n"
+    )
+    subprocess.run([sys.executable, "-c", script], check=True, capture_output=True, cwd=REPO)
+

@@ -1,8 +1,10 @@
 import numpy as np
 import pytest
 from conftest import brain_like
+from hypothesis import given
+from hypothesis import strategies as st
 
-from mriscan.preprocess import PreprocessConfig, head_mask, preprocess
+from mriscan.preprocess import PreprocessConfig, head_mask, linear_percentiles, preprocess
 
 
 def test_output_shape_range_and_dtype():
@@ -40,6 +42,20 @@ def test_nan_values_are_neutralised():
     assert np.isfinite(preprocess(image)).all()
 
 
+@given(
+    size=st.tuples(st.integers(1, 400), st.integers(1, 400)),
+    where=st.tuples(st.floats(0, 1, exclude_max=True), st.floats(0, 1, exclude_max=True)),
+    value=st.sampled_from([np.nan, np.inf, -np.inf]),
+)
+def test_one_non_finite_pixel_anywhere_counts_as_zero(size, where, value):
+    image = np.random.default_rng(size[0] * 401 + size[1]).uniform(0, 255, size).astype(np.float32)
+    row, column = int(where[0] * size[0]), int(where[1] * size[1])
+    zeroed = image.copy()
+    zeroed[row, column] = 0.0
+    image[row, column] = value
+    np.testing.assert_array_equal(preprocess(image), preprocess(zeroed))
+
+
 def test_rejects_non_2d_input():
     with pytest.raises(ValueError, match="2-D grey image"):
         preprocess(np.zeros((10, 10, 3)))
@@ -55,3 +71,14 @@ def test_head_mask_ignores_small_bright_text():
 def test_config_round_trips_through_the_card():
     config = PreprocessConfig(image_size=128, low_percentile=2.0)
     assert PreprocessConfig.from_dict(config.to_dict()) == config
+
+
+@given(
+    values=st.lists(st.integers(0, 65535), min_size=1, max_size=300),
+    scale=st.sampled_from([1.0, 1 / 255, 0.37]),
+    percents=st.tuples(st.floats(0, 100), st.floats(0, 100)),
+)
+def test_linear_percentiles_are_numpys(values: list[int], scale: float, percents: tuple[float, float]):
+    array = (np.array(values, np.float32) * np.float32(scale)).astype(np.float32)
+    assert linear_percentiles(array, percents) == np.percentile(array, percents).tolist()
+

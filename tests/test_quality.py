@@ -21,3 +21,15 @@ def test_unusual_statistics_are_found_against_training_ranges():
     assert unusual_reasons(stats[0], ranges) == []
     odd = dict(stats[0], input_mean=ranges["input_mean"][1] + 0.5)
     assert unusual_reasons(odd, ranges)
+
+
+def test_input_statistics_summarise_the_content_of_the_model_input():
+    model_input = preprocess(brain_like(3))
+    content = model_input[..., 0] > 0.02
+    stats = input_statistics(brain_like(3), model_input)
+    assert stats["content_fraction"] == content.mean()
+    assert abs(stats["input_mean"] - model_input[..., 0][content].mean()) < 1e-6
+    assert abs(stats["input_std"] - model_input[..., 0][content].std()) < 1e-6
+    blank = input_statistics(np.zeros((90, 30)), np.zeros((8, 8, 1), np.float32))
+    assert blank == {"content_fraction": 0.0, "input_mean": 0.0, "input_std": 0.0, "aspect_ratio": 3.0}
+
