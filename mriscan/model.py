@@ -13,6 +13,7 @@ import sys
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timezone
+from functools import cached_property
 from pathlib import Path
 from typing import Any
 
@@ -36,11 +37,22 @@ _UNUSED_BY_KERAS = ("sklearn", "matplotlib")
 
 @dataclass(frozen=True)
 class ModelBundle:
-    """A loaded model and its card."""
+    """A loaded model and its card.
+
+    ``model`` is the network as trained (its weights continue training with ``fit --init-from``);
+    ``inference_model`` computes the same with BatchNormalization folded into the convolutions,
+    about a quarter cheaper per image, and is what predictions and explanations run on.
+    """
 
     model: Any
     card: Mapping[str, Any]
     directory: Path
+
+    @cached_property
+    def inference_model(self) -> Any:
+        from mriscan.fold import fold_batch_norm
+
+        return fold_batch_norm(self.model)
 
     @property
     def model_id(self) -> str:
@@ -77,7 +89,7 @@ class ModelBundle:
     def _predict_fixed(self, images: np.ndarray) -> np.ndarray:
         padded = np.zeros((PREDICT_BATCH, *images.shape[1:]), np.float32)
         padded[: len(images)] = images
-        return np.asarray(self.model.predict_on_batch(padded)).reshape(-1)[: len(images)]
+        return np.asarray(self.inference_model.predict_on_batch(padded)).reshape(-1)[: len(images)]
 
 
 def apply_temperature(probability: np.ndarray, temperature: float) -> np.ndarray:

@@ -48,7 +48,7 @@ def pointing_game(bundle: ModelBundle, pairs: Sequence[tuple[Path, Path]], metho
     rate of an explanation that points at a random spot in the head.
     """
     config = bundle.preprocess_config
-    explainer = make_explainer(bundle.model, method, image_size=config.image_size, num_samples=num_samples,
+    explainer = make_explainer(bundle.inference_model, method, image_size=config.image_size, num_samples=num_samples,
                                seed=seed)
     hits, shares = 0, []
     for image_path, mask_path in pairs:
