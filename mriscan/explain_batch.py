@@ -132,7 +132,8 @@ def run_explain(
     _check_settings(limit, workers)
     config = bundle.preprocess_config
     # Built first: it refuses an unknown method, too few samples or an unsuitable model.
-    explainer = make_explainer(bundle.inference_model, method, image_size=config.image_size, num_samples=num_samples, seed=seed)
+    explainer = make_explainer(bundle.inference_model, method, image_size=config.image_size,
+                               num_samples=num_samples, seed=seed)
     plan = _plan_targets(target, all_rows=all_rows, limit=limit, input_root=input_root, model_id=bundle.model_id)
     index_path = (out_dir if out_dir is not None else plan.index_dir) / INDEX_NAME
     check_index_writable(index_path)
