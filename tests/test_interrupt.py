@@ -30,7 +30,7 @@ from mriscan.cli import EXIT_UNREADABLE, cli
 from mriscan.model import CARD_FILE, MODEL_FILE, load_bundle
 from mriscan.results import read_rows, row_key
 
-SLICES = 200  # four loader chunks of 64 (and a rest): kills land between and inside chunks
+SLICES = 600  # ten loader chunks of 64 (and a rest): kills land between and inside chunks, well before the end
 PREVIOUS_ROWS = 100  # rows of an earlier complete CSV that a killed --resume run must leave untouched
 KILL_TIMEOUT_SECONDS = 120.0
 
