@@ -73,7 +73,9 @@ def brain_like(seed: int, size: tuple[int, int] = (180, 160), lesion: bool = Fal
     axes = (int(width * 0.38), int(height * 0.42))
     cv2.ellipse(image, centre, axes, 0, 0, 360, 1.0, -1)
     texture = cv2.GaussianBlur(rng.normal(0, 1, size).astype(np.float32), (0, 0), 3)
-    image *= 90 + 25 * texture
+    # Coarse structure too, so that two seeds stay different slices at dedup's thumbnail scale.
+    coarse = cv2.GaussianBlur(rng.normal(0, 1, size).astype(np.float32), (0, 0), 10)
+    image *= np.maximum(90 + 25 * texture + 12 * coarse / max(float(coarse.std()), 1e-6), 40)
     if lesion:
         spot = (centre[0] + int(rng.integers(-20, 20)), centre[1] + int(rng.integers(-20, 20)))
         cv2.circle(image, spot, int(rng.integers(10, 18)), 230.0, -1)
