@@ -5,9 +5,10 @@
   convolution on 150x150 costs ~100 s/epoch here, FINDINGS) and BatchNormalization with momentum
   0.9 (the default 0.99 left inference-mode statistics unusable after few steps, FINDINGS),
   ending in global average pooling so no dense layer can memorise where in the frame things sit.
-  About 47M multiply-adds per image: ~1.1 ms of CPU, twice what decoding a file costs.
+  About 47M multiply-adds per image at 150x150 (34M at 128x128).
 * ``lean``: ``compact`` with one convolution per stage instead of two at 64 and 128 filters
-  (about 23M multiply-adds), so that the network costs no more per image than decoding it.
+  (about 23M multiply-adds). Cheaper, but weaker: trained like the default model it reached
+  validation AUROC 0.875 against compact's 0.925.
 """
 
 from __future__ import annotations

@@ -111,10 +111,10 @@ _REPORT_FOLDER = _stacked(
 @click.option("--image-size", type=click.IntRange(32, 512), default=None,
               help="Side of the model input in pixels.  [default: 150, or the --init-from model's]")
 @click.option("--seed", type=int, default=2021, show_default=True)
-@click.option("--arch", type=click.Choice(["lean", "compact", "seed"]), default=None,
-              help="lean: the default network; compact: the same with two convolutions per deep stage (twice "
-                   "the cost per image); seed: the research notebook's network, for comparison.  "
-                   "[default: lean, or the --init-from model's]")
+@click.option("--arch", type=click.Choice(["compact", "lean", "seed"]), default=None,
+              help="compact: the default network; lean: one convolution per deep stage (two thirds of the cost "
+                   "per image, weaker); seed: the research notebook's network, for comparison.  "
+                   "[default: compact, or the --init-from model's]")
 @click.option("--init-from", type=click.Path(exists=True, file_okay=False, path_type=Path), default=None,
               help="Continue training this model bundle's weights on the new data (same architecture and "
                    "preprocessing).")

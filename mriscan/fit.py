@@ -28,7 +28,7 @@ from mriscan.preprocess import PreprocessConfig
 from mriscan.quality import training_ranges
 from mriscan.split import split_by_group
 
-DEFAULT_ARCH = "lean"
+DEFAULT_ARCH = "compact"
 DEFAULT_IMAGE_SIZE = 150
 MIN_READABLE_IMAGES = 20
 
