@@ -8,7 +8,8 @@ Prints, for the files of ``--data`` (repeated ``--repeat`` times through symlink
   (start-up removed) and its ratio to the decode-only bound;
 - peak memory (RSS summed over the scan process and its workers, sampled every 0.2 s);
 - CPU time per file of the bound and of the scan (start-up removed), and their ratio: on a shared
-  machine the files/s figures move with what else runs, the CPU cost per file much less so.
+  machine the files/s figures move with what else runs, the CPU cost per file much less so;
+- the model's CPU cost per image against decoding's per file (issue 4's speed goal: at most 1x).
 Targets on a 2-core machine: ratio >= 0.5, start-up < 5 s, peak memory < 1.5 GB for 10,000 files.
 """
 
@@ -108,6 +109,32 @@ def timed_scan(input_dir: Path, out: Path, model: Path | None) -> tuple[float, i
     return time.monotonic() - started, peak[0], _children_cpu() - cpu_before
 
 
+def network_against_decoding(files: list[Path], model: Path | None, n: int = 1024) -> tuple[float, float]:
+    """CPU ms per file to decode (grey) + resize, and CPU ms per image for the model's prediction.
+
+    Issue 4's speed goal: the model may cost no more per image than decoding the image does.
+    Both measured in this process, as CPU time (all threads), so the machine's load matters less.
+    """
+    import numpy as np
+
+    from mriscan.model import load_bundle
+
+    sample = (files * (n // max(len(files), 1) + 1))[:n]
+    started = time.process_time()
+    for path in sample:
+        image = cv2.imread(str(path), cv2.IMREAD_GRAYSCALE)
+        if image is not None:
+            cv2.resize(image, (150, 150), interpolation=cv2.INTER_AREA)
+    decode_ms = 1000 * (time.process_time() - started) / n
+    bundle = load_bundle(model)
+    side = bundle.preprocess_config.image_size
+    inputs = np.random.default_rng(0).uniform(0, 1, (n, side, side, 1)).astype(np.float32)
+    bundle.predict(inputs[:64])  # builds the folded network and traces the graph
+    started = time.process_time()
+    bundle.predict(inputs)
+    return decode_ms, 1000 * (time.process_time() - started) / n
+
+
 def repeated_tree(files: list[Path], repeat: int, root: Path) -> list[Path]:
     """Symlink the files ``repeat`` times into ``root`` so the scan sees repeat*n candidates."""
     links = []
@@ -152,6 +179,9 @@ def main() -> None:
     print(f"scan peak memory:  {peak / 2**30:.2f} GB (process tree RSS)")
     print(f"CPU per file:      bound {bound_ms:.2f} ms, scan {scan_ms:.2f} ms (start-up removed; "
           f"start-up {startup_cpu:.2f} s) = {bound_ms / max(scan_ms, 1e-9):.2f} x")
+    decode_ms, network_ms = network_against_decoding(files, args.model)
+    print(f"network vs decode: decode {decode_ms:.3f} ms/file, network {network_ms:.3f} ms/image (CPU, one "
+          f"process) = {network_ms / decode_ms:.2f} x decoding")
 
 
 if __name__ == "__main__":
