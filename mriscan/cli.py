@@ -282,7 +282,8 @@ _CONTRASTS = ("t1", "t1ce", "t2", "flair")
 @click.option("--format", "image_format", type=click.Choice(["png", "jpg"]), default="png", show_default=True)
 @click.option("--size-range", type=(click.IntRange(32), click.IntRange(32)), default=(160, 512), show_default=True,
               help="Smallest and largest image side in pixels (template mode).")
-@click.option("--overwrite", is_flag=True, help="Replace a non-empty OUT_DIR.")
+@click.option("--overwrite", is_flag=True,
+              help="Replace a non-empty OUT_DIR (the old one is kept beside it as <name>.replaced-<time>).")
 @_WORKERS
 @_fatal_on_mriscan_error
 def synth(out_dir: Path, count: int, seed: int, planes: tuple[str, ...], contrasts: tuple[str, ...],
