@@ -18,11 +18,9 @@ system); they need not see the model folder. Nothing but this module imports Das
 
 from __future__ import annotations
 
-import hashlib
 import os
 import tempfile
 import threading
-from collections import deque
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import replace
@@ -40,8 +38,9 @@ except ImportError as error:  # the optional extra is missing: say how to get it
     ) from error
 
 from mriscan.dedup_report import ThumbnailedSet, thumbnailed
+from mriscan.hashing import bytes_sha256
 from mriscan.imageio import DEFAULT_MAX_PIXELS
-from mriscan.loader import DEFAULT_CHUNK_SIZE, LoadedImage, load_file
+from mriscan.loader import DEFAULT_CHUNK_SIZE, chunked, in_order_with_look_ahead, load_chunk
 from mriscan.model import MODEL_FILE, ModelBundle, load_bundle, write_card
 from mriscan.preprocess import PreprocessConfig
 from mriscan.results import Row
@@ -72,7 +71,7 @@ def predict_on_cluster(paths: Sequence[Path], options: ScanOptions, bundle: Mode
             client.register_plugin(plugin)
         except Exception as error:  # Dask reports a worker's failed set-up with the worker's own type
             raise ClusterError(f"could not send the model to the workers of {options.scheduler}: {error}") from error
-        yield from _in_order(client, options.scheduler, _predict_chunk, _chunks(paths, options.chunk_size),
+        yield from _in_order(client, options.scheduler, _predict_chunk, chunked(paths, options.chunk_size),
                              plugin.name, options.input_dir, options.max_pixels)
 
 
@@ -80,7 +79,7 @@ def thumbnail_on_cluster(paths: Sequence[Path], config: PreprocessConfig, addres
                          chunk_size: int = DEFAULT_CHUNK_SIZE) -> ThumbnailedSet:
     """Decode ``paths`` on the cluster and return them as duplicate search needs them, in input order."""
     with connected(address) as client:
-        parts = list(_in_order(client, address, _thumbnail_chunk, _chunks(paths, chunk_size), config))
+        parts = list(_in_order(client, address, _thumbnail_chunk, chunked(paths, chunk_size), config))
     return ThumbnailedSet.concatenate(parts)
 
 
@@ -107,11 +106,7 @@ def connected(address: str) -> Iterator[Client]:
         client.close()
 
 
-def _chunks(paths: Sequence[Path], chunk_size: int) -> Iterator[list[Path]]:
-    return (list(paths[i : i + chunk_size]) for i in range(0, len(paths), chunk_size))
-
-
-def _in_order(client: Client, address: str, task: Callable[..., Any], chunks: Iterator[list[Path]],
+def _in_order(client: Client, address: str, task: Callable[..., Any], chunks: list[list[Path]],
               *args: Any) -> Iterator[Any]:
     """Submit ``task(chunk, *args)`` for each chunk and yield the results in chunk order.
 
@@ -119,17 +114,9 @@ def _in_order(client: Client, address: str, task: Callable[..., Any], chunks: It
     so neither the cluster nor this process holds more results than that at once.
     """
     in_flight = max(2, CHUNKS_PER_THREAD * sum(client.nthreads().values()))
-    pending: deque[Future] = deque()
-    try:
-        for chunk in chunks:
-            pending.append(client.submit(task, chunk, *args, pure=False))
-            if len(pending) >= in_flight:
-                yield _result(pending.popleft(), address)
-        while pending:
-            yield _result(pending.popleft(), address)
-    finally:
-        if pending:
-            client.cancel(list(pending))
+    for future in in_order_with_look_ahead(lambda chunk: client.submit(task, chunk, *args, pure=False), chunks,
+                                           in_flight, client.cancel):
+        yield _result(future, address)
 
 
 def _result(future: Future, address: str) -> Any:
@@ -174,7 +161,7 @@ class ModelPlugin(WorkerPlugin):
             weights = weights_path.read_bytes()
         except OSError as error:
             raise ModelBundleError(f"cannot read {weights_path} to send it to the workers ({error})") from error
-        if hashlib.sha256(weights).hexdigest() != bundle.model_id:
+        if bytes_sha256(weights) != bundle.model_id:
             raise ModelBundleError(f"{weights_path} changed since it was loaded; run the scan again")
         return cls(weights, bundle.card, bundle.directory)
 
@@ -208,13 +195,10 @@ def _load_shipped(weights: bytes, card: Mapping[str, Any], directory: Path) -> M
 def _predict_chunk(paths: list[Path], plugin_name: str, root: Path, max_pixels: int) -> list[Row]:
     """On a worker: decode, preprocess and predict one chunk of files; return its scan rows."""
     bundle = get_worker().plugins[plugin_name].bundle()
-    return predict_rows(_load_chunk(paths, bundle.preprocess_config, max_pixels), bundle, root)
+    return predict_rows(load_chunk(paths, bundle.preprocess_config, max_pixels), bundle, root)
 
 
 def _thumbnail_chunk(paths: list[Path], config: PreprocessConfig) -> ThumbnailedSet:
     """On a worker: decode one chunk of files and shrink the readable ones to dedup thumbnails."""
-    return thumbnailed(_load_chunk(paths, config, DEFAULT_MAX_PIXELS))
+    return thumbnailed(load_chunk(paths, config, DEFAULT_MAX_PIXELS))
 
-
-def _load_chunk(paths: list[Path], config: PreprocessConfig, max_pixels: int) -> list[LoadedImage]:
-    return [record for path in paths for record in load_file(path, config, max_pixels)]

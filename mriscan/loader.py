@@ -9,10 +9,11 @@ the one being used, so memory stays bounded however large the folder is.
 from __future__ import annotations
 
 from collections import deque
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import Future
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any, TypeVar
 
 import numpy as np
 from joblib import effective_n_jobs
@@ -25,6 +26,7 @@ from mriscan.preprocess import PreprocessConfig, preprocess
 from mriscan.quality import input_statistics, low_quality_reasons
 
 DEFAULT_CHUNK_SIZE = 64
+T = TypeVar("T")
 LOOK_AHEAD_PER_WORKER = 2
 """Chunks per worker process submitted ahead of the one being consumed (loading while predicting)."""
 
@@ -95,8 +97,43 @@ def _load_frame(path: Path, sha256: str, image: DecodedImage, config: Preprocess
     )
 
 
-def _load_chunk(paths: Sequence[Path], config: PreprocessConfig, max_pixels: int) -> list[LoadedImage]:
+def load_chunk(paths: Sequence[Path], config: PreprocessConfig, max_pixels: int) -> list[LoadedImage]:
+    """The records of a chunk of files, in order (one task of a worker, local or on a cluster)."""
     return [record for path in paths for record in load_file(path, config, max_pixels)]
+
+
+def chunked(paths: Sequence[Path], chunk_size: int) -> list[list[Path]]:
+    """``paths`` cut into consecutive chunks of ``chunk_size`` (the last one shorter).
+
+    Examples
+    --------
+    >>> chunked([Path("a"), Path("b"), Path("c")], 2)
+    [[PosixPath('a'), PosixPath('b')], [PosixPath('c')]]
+    """
+    return [list(paths[i : i + chunk_size]) for i in range(0, len(paths), chunk_size)]
+
+
+def in_order_with_look_ahead(
+    submit: Callable[[T], Any], items: Iterable[T], in_flight: int, cancel: Callable[[list[Any]], None]
+) -> Iterator[Any]:
+    """Yield the future of ``submit(item)`` for each item, in order, keeping ``in_flight`` submitted ahead.
+
+    A new item is submitted only when the oldest future is handed over, so results cannot pile up
+    when the consumer is the slower side (joblib's generator dispatches whenever a worker is free).
+    Futures not handed over when the consumer stops (an error, an interrupt) go to ``cancel``.
+    Works with any futures that have ``result()``: concurrent.futures' and Dask's alike.
+    """
+    pending: deque[Any] = deque()
+    try:
+        for item in items:
+            pending.append(submit(item))
+            if len(pending) >= in_flight:
+                yield pending.popleft()
+        while pending:
+            yield pending.popleft()
+    finally:
+        if pending:
+            cancel(list(pending))
 
 
 def iter_loaded_chunks(
@@ -117,12 +154,12 @@ def iter_loaded_chunks(
     chunk_size : files per task; also the granularity of streaming.
     max_pixels : decompression-bomb limit passed to the decoder.
     """
-    chunks = [list(paths[i : i + chunk_size]) for i in range(0, len(paths), chunk_size)]
+    chunks = chunked(paths, chunk_size)
     if not chunks:
         return
     if workers == 1 or len(chunks) == 1:
         for chunk in chunks:
-            yield _load_chunk(chunk, config, max_pixels)
+            yield load_chunk(chunk, config, max_pixels)
         return
     yield from _load_in_workers(chunks, config, effective_n_jobs(workers), max_pixels)
 
@@ -132,24 +169,23 @@ def _load_in_workers(
 ) -> Iterator[list[LoadedImage]]:
     """Chunks loaded by worker processes, yielded in order, with at most two per worker not yet consumed.
 
-    joblib's generator (``return_as="generator"``) dispatches a new chunk whenever a worker is
-    free, consumed or not: when prediction is the slower side, finished chunks pile up in memory.
-    Here a chunk is submitted only when the oldest one is handed over. The executor is this
-    call's own (loky's, as joblib uses), so it shares no state with joblib's reusable one.
+    The executor is this call's own (loky's, as joblib uses), so it shares no state with joblib's
+    reusable one.
     """
     executor = ProcessPoolExecutor(max_workers=workers)
-    pending: deque[Future] = deque()
+    futures = in_order_with_look_ahead(lambda chunk: executor.submit(load_chunk, chunk, config, max_pixels),
+                                       chunks, LOOK_AHEAD_PER_WORKER * workers, _cancel_all)
     try:
-        for chunk in chunks:
-            pending.append(executor.submit(_load_chunk, chunk, config, max_pixels))
-            if len(pending) >= LOOK_AHEAD_PER_WORKER * workers:
-                yield pending.popleft().result()
-        while pending:
-            yield pending.popleft().result()
-    finally:  # also when the consumer stopped early (an error, an interrupt): drop the work not started
-        for future in pending:
-            future.cancel()
+        for future in futures:
+            yield future.result()
+    finally:  # also when the consumer stopped early: cancel the work not started, then let the workers go
+        futures.close()
         executor.shutdown(wait=False)
+
+
+def _cancel_all(futures: list[Future]) -> None:
+    for future in futures:
+        future.cancel()
 
 
 def load_all(
