@@ -217,7 +217,11 @@ def save_bundle(
 
 def write_card(card: Mapping[str, Any], folder: Path) -> None:
     """Write ``card`` as the bundle's ``model.json`` in ``folder``."""
-    (folder / CARD_FILE).write_text(json.dumps(card, indent=2, sort_keys=False) + "\n", encoding="utf-8")
+    (folder / CARD_FILE).write_text(_card_text(card), encoding="utf-8")
+
+
+def _card_text(card: Mapping[str, Any]) -> str:
+    return json.dumps(card, indent=2, sort_keys=False) + "\n"
 
 
 def update_card(model_dir: Path, **fields: Any) -> dict[str, Any]:
@@ -230,7 +234,7 @@ def update_card(model_dir: Path, **fields: Any) -> dict[str, Any]:
         raise ModelBundleError(f"update_card cannot change {protected}: they describe how the model was made; "
                                "train a new bundle instead")
     card = {**read_card(Path(model_dir)), **fields}
-    replace_file(Path(model_dir) / CARD_FILE, (json.dumps(card, indent=2) + "\n").encode("utf-8"), sync=True)
+    replace_file(Path(model_dir) / CARD_FILE, _card_text(card).encode("utf-8"), sync=True)
     return card
 
 
