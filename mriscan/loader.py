@@ -172,7 +172,7 @@ def _load_in_workers(
     The executor is this call's own (loky's, as joblib uses), so it shares no state with joblib's
     reusable one.
     """
-    executor = ProcessPoolExecutor(max_workers=workers)
+    executor = ProcessPoolExecutor(max_workers=workers, initializer=single_threaded_opencv)
     futures = in_order_with_look_ahead(lambda chunk: executor.submit(load_chunk, chunk, config, max_pixels),
                                        chunks, LOOK_AHEAD_PER_WORKER * workers, _cancel_all)
     try:
@@ -181,6 +181,16 @@ def _load_in_workers(
     finally:  # also when the consumer stopped early: cancel the work not started, then let the workers go
         futures.close()
         executor.shutdown(wait=False)
+
+
+def single_threaded_opencv() -> None:
+    """Worker start-up: one OpenCV thread per process, as the processes already fill the cores.
+
+    OpenCV's own threads only add hand-over work there: ~12% more CPU time per file measured.
+    """
+    import cv2
+
+    cv2.setNumThreads(1)
 
 
 def _cancel_all(futures: list[Future]) -> None:

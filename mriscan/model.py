@@ -31,7 +31,7 @@ REQUIRED_CARD_FIELDS = ("model_id", "architecture", "input_size", "preprocessing
 # What scan reads from a card to turn pixels into rows: never changed after fit.
 MODEL_DEFINING_FIELDS = (*REQUIRED_CARD_FIELDS, "input_channels", "class_names", "calibration",
                          "input_statistics_ranges")
-PREDICT_BATCH = 32
+PREDICT_BATCH = 64
 _UNUSED_BY_KERAS = ("sklearn", "matplotlib")
 
 

@@ -142,16 +142,15 @@ def _min_max(grey: np.ndarray) -> np.ndarray:
 
 
 def _bounding_box(mask: np.ndarray, margin: float) -> tuple[int, int, int, int]:
-    rows = np.flatnonzero(mask.any(axis=1))
-    cols = np.flatnonzero(mask.any(axis=0))
-    pad_r = int(round(margin * (rows[-1] - rows[0] + 1)))
-    pad_c = int(round(margin * (cols[-1] - cols[0] + 1)))
+    left, top, box_width, box_height = cv2.boundingRect(mask.view(np.uint8))  # of the non-zero pixels
+    pad_r = int(round(margin * box_height))
+    pad_c = int(round(margin * box_width))
     height, width = mask.shape
     return (
-        max(0, rows[0] - pad_r),
-        min(height, rows[-1] + 1 + pad_r),
-        max(0, cols[0] - pad_c),
-        min(width, cols[-1] + 1 + pad_c),
+        max(0, top - pad_r),
+        min(height, top + box_height + pad_r),
+        max(0, left - pad_c),
+        min(width, left + box_width + pad_c),
     )
 
 
