@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-ARCHITECTURES = ("compact", "lean", "separable", "seed")
+ARCHITECTURES = ("compact", "lean", "seed")
 
 
 def build_model(arch: str, image_size: int, seed: int = 2021):
@@ -26,8 +26,7 @@ def build_model(arch: str, image_size: int, seed: int = 2021):
     ValueError
         When ``arch`` is not one of :data:`ARCHITECTURES`.
     """
-    builders: dict[str, Callable] = {"compact": _compact, "lean": _lean, "separable": _separable,
-                                     "seed": _seed_network}
+    builders: dict[str, Callable] = {"compact": _compact, "lean": _lean, "seed": _seed_network}
     if arch not in builders:
         raise ValueError(f"Expected arch to be one of {list(ARCHITECTURES)}. Received: arch={arch!r}")
     import keras
@@ -50,15 +49,16 @@ def _seed_network(keras, image_size: int):
     )
 
 
-def _conv_bn_relu(keras, x, filters: int, kernel: int = 3, strides: int = 1, separable: bool = False):
+def _conv_bn_relu(keras, x, filters: int, kernel: int = 3, strides: int = 1):
     layers = keras.layers
-    if separable:
-        x = layers.SeparableConv2D(filters, kernel, strides=strides, padding="same", use_bias=False,
-                                   depthwise_regularizer=keras.regularizers.L2(1e-4),
-                                   pointwise_regularizer=keras.regularizers.L2(1e-4))(x)
-    else:
-        x = layers.Conv2D(filters, kernel, strides=strides, padding="same", use_bias=False,
-                          kernel_regularizer=keras.regularizers.L2(1e-4))(x)
+    x = layers.Conv2D(
+        filters,
+        kernel,
+        strides=strides,
+        padding="same",
+        use_bias=False,
+        kernel_regularizer=keras.regularizers.L2(1e-4),
+    )(x)
     x = layers.BatchNormalization(momentum=0.9)(x)
     return layers.ReLU()(x)
 
@@ -71,22 +71,18 @@ def _lean(keras, image_size: int):
     return _stages(keras, image_size, convolutions_per_stage=1, name="lean")
 
 
-def _separable(keras, image_size: int):
-    return _stages(keras, image_size, convolutions_per_stage=2, name="separable", separable=True)
-
-
-def _stages(keras, image_size: int, convolutions_per_stage: int, name: str, separable: bool = False):
+def _stages(keras, image_size: int, convolutions_per_stage: int, name: str):
     layers = keras.layers
     inputs = keras.Input(shape=(image_size, image_size, 1), name="image")
     x = _conv_bn_relu(keras, inputs, 16, kernel=5, strides=2)
     x = layers.MaxPooling2D(2)(x)
-    x = _conv_bn_relu(keras, x, 32, separable=separable)
+    x = _conv_bn_relu(keras, x, 32)
     x = layers.MaxPooling2D(2)(x)
     for filters in (64, 128):
         for _ in range(convolutions_per_stage):
-            x = _conv_bn_relu(keras, x, filters, separable=separable)
+            x = _conv_bn_relu(keras, x, filters)
         x = layers.MaxPooling2D(2)(x)
-    x = _conv_bn_relu(keras, x, 128, separable=separable)
+    x = _conv_bn_relu(keras, x, 128)
     x = layers.GlobalAveragePooling2D()(x)
     x = layers.Dropout(0.3)(x)
     outputs = layers.Dense(1, activation="sigmoid", name="probability")(x)

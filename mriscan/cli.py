@@ -111,7 +111,7 @@ _REPORT_FOLDER = _stacked(
 @click.option("--image-size", type=click.IntRange(32, 512), default=None,
               help="Side of the model input in pixels.  [default: 150, or the --init-from model's]")
 @click.option("--seed", type=int, default=2021, show_default=True)
-@click.option("--arch", type=click.Choice(["compact", "separable", "lean", "seed"]), default=None,
+@click.option("--arch", type=click.Choice(["compact", "lean", "seed"]), default=None,
               help="compact: the default network; lean: one convolution per deep stage (two thirds of the cost "
                    "per image, weaker); seed: the research notebook's network, for comparison.  "
                    "[default: compact, or the --init-from model's]")

@@ -60,7 +60,7 @@ def _conv_bn_pairs(model: Any) -> dict[Any, Any]:
         if not isinstance(layer, keras.layers.BatchNormalization) or len(layer._inbound_nodes) != 1:
             continue
         source = layer.input._keras_history.operation
-        if isinstance(source, (keras.layers.Conv2D, keras.layers.SeparableConv2D)) and len(source._outbound_nodes) == 1 \
+        if isinstance(source, keras.layers.Conv2D) and len(source._outbound_nodes) == 1 \
                 and layer.axis in (-1, [-1], [3], 3):
             pairs[layer] = source
     return pairs
@@ -73,13 +73,11 @@ def _folded_weights(conv: Any, bn: Any) -> list[np.ndarray]:
     kernel is scaled per output channel and the bias becomes (bias - mean) * scale + beta.
     """
     weights = conv.get_weights()
-    # A separable convolution's output channels are its pointwise kernel's (the second weight).
-    kernels = 2 if len(weights) > 1 and weights[1].ndim == weights[0].ndim else 1
-    kernel = weights[kernels - 1]
-    bias = weights[kernels] if len(weights) > kernels else np.zeros(kernel.shape[-1], kernel.dtype)
+    kernel = weights[0]
+    bias = weights[1] if len(weights) > 1 else np.zeros(kernel.shape[-1], kernel.dtype)
     gamma, beta, mean, variance = _bn_parameters(bn, kernel.shape[-1])
     scale = gamma / np.sqrt(variance + bn.epsilon)
-    return [*weights[: kernels - 1], kernel * scale, (bias - mean) * scale + beta]
+    return [kernel * scale, (bias - mean) * scale + beta]
 
 
 def _bn_parameters(bn: Any, channels: int) -> tuple[np.ndarray, ...]:

@@ -18,7 +18,7 @@ def _with_trained_statistics(model):
     return model
 
 
-@pytest.mark.parametrize("arch", ["lean", "compact", "separable"])
+@pytest.mark.parametrize("arch", ["lean", "compact"])
 def test_folded_network_computes_the_same(arch):
     model = _with_trained_statistics(build_model(arch, 64, seed=1))
     folded = fold_batch_norm(model)
