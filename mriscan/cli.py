@@ -188,7 +188,7 @@ def scan(input_dir: Path, out: Path, model_dir: Path | None, workers: int, resum
     try:
         writer = prepare_output(options)
         try:
-            bundle = _load_model(model_dir, quiet=quiet)
+            bundle = _load_model(model_dir, quiet=quiet, keras=False)  # the ONNX network when the bundle has one
         except MriscanError:
             writer.close()
             raise
@@ -380,7 +380,7 @@ def promote(new_model: Path, current_model: Path, data_dirs: tuple[Path, ...], p
                f"the replaced model is kept as {promotion.kept_as}")
 
 
-def _load_model(model_dir: Path | None, quiet: bool = False):
+def _load_model(model_dir: Path | None, quiet: bool = False, keras: bool = True):
     """Load the bundle; under cron or --quiet, TensorFlow's native start-up lines are held back.
 
     TensorFlow's C++ side writes them to file descriptor 2 before any Python logging setting
@@ -389,10 +389,10 @@ def _load_model(model_dir: Path | None, quiet: bool = False):
     from mriscan.model import load_bundle
 
     if not (quiet or not sys.stderr.isatty()):
-        return load_bundle(model_dir)
+        return load_bundle(model_dir, keras=keras)
     with _native_stderr_held() as held:
         try:
-            return load_bundle(model_dir)
+            return load_bundle(model_dir, keras=keras)
         except BaseException:
             held.replay = True
             raise

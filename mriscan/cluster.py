@@ -144,8 +144,8 @@ class ModelPlugin(WorkerPlugin):
 
     idempotent = True
 
-    def __init__(self, weights: bytes, card: Mapping[str, Any], directory: Path) -> None:
-        self.weights = weights
+    def __init__(self, files: Mapping[str, bytes], card: Mapping[str, Any], directory: Path) -> None:
+        self.files = dict(files)  # model.keras, and model.onnx when the bundle has one
         self.card = dict(card)
         self.directory = directory
         self.name = f"mriscan-model-{card['model_id']}"
@@ -155,15 +155,20 @@ class ModelPlugin(WorkerPlugin):
 
     @classmethod
     def from_bundle(cls, bundle: ModelBundle) -> ModelPlugin:
-        """Read the weights of a loaded bundle; refuse them if they changed since it was loaded."""
-        weights_path = bundle.directory / MODEL_FILE
-        try:
-            weights = weights_path.read_bytes()
-        except OSError as error:
-            raise ModelBundleError(f"cannot read {weights_path} to send it to the workers ({error})") from error
-        if bytes_sha256(weights) != bundle.model_id:
-            raise ModelBundleError(f"{weights_path} changed since it was loaded; run the scan again")
-        return cls(weights, bundle.card, bundle.directory)
+        """Read the files of a loaded bundle; refuse them if they changed since it was loaded."""
+        expected = {MODEL_FILE: bundle.model_id}
+        if bundle.card.get("network_file"):
+            expected[bundle.card["network_file"]["name"]] = bundle.card["network_file"]["sha256"]
+        files = {}
+        for name, sha256 in expected.items():
+            path = bundle.directory / name
+            try:
+                files[name] = path.read_bytes()
+            except OSError as error:
+                raise ModelBundleError(f"cannot read {path} to send it to the workers ({error})") from error
+            if bytes_sha256(files[name]) != sha256:
+                raise ModelBundleError(f"{path} changed since it was loaded; run the scan again")
+        return cls(files, bundle.card, bundle.directory)
 
     def __getstate__(self) -> dict[str, Any]:
         return {**self.__dict__, "_bundle": None, "_lock": None}  # only the bytes travel
@@ -178,17 +183,18 @@ class ModelPlugin(WorkerPlugin):
         assert self._lock is not None, "the plugin was not set up on a worker"
         with self._lock:
             if self._bundle is None:
-                self._bundle = _load_shipped(self.weights, self.card, self.directory)
+                self._bundle = _load_shipped(self.files, self.card, self.directory)
                 self.loads += 1
             return self._bundle
 
 
-def _load_shipped(weights: bytes, card: Mapping[str, Any], directory: Path) -> ModelBundle:
+def _load_shipped(files: Mapping[str, bytes], card: Mapping[str, Any], directory: Path) -> ModelBundle:
     """Load shipped bytes through the ordinary safe loader, via a private temporary folder."""
     with tempfile.TemporaryDirectory(prefix="mriscan-model-") as folder:
-        (Path(folder) / MODEL_FILE).write_bytes(weights)
+        for name, data in files.items():
+            (Path(folder) / Path(name).name).write_bytes(data)
         write_card(card, Path(folder))
-        bundle = load_bundle(Path(folder))
+        bundle = load_bundle(Path(folder), keras=False)  # as a local scan: the ONNX network when there is one
     return replace(bundle, directory=directory)  # where the client loaded it from, for messages
 
 

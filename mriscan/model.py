@@ -2,7 +2,9 @@
 
 A bundle is refused when a file is missing, when the weights' sha256 differs from the card's
 ``model_id`` (truncated or swapped weights), or when Keras' ``safe_mode`` rejects its content
-(e.g. a Lambda layer carrying code).
+(e.g. a Lambda layer carrying code). Bundles written by ``fit`` also hold ``model.onnx``, the same
+network for prediction without TensorFlow (``mriscan/onnx_network.py``), checked against the card
+the same way.
 """
 
 from __future__ import annotations
@@ -30,7 +32,7 @@ MODEL_ENV = "MRISCAN_MODEL"
 REQUIRED_CARD_FIELDS = ("model_id", "architecture", "input_size", "preprocessing", "threshold", "review_threshold")
 # What scan reads from a card to turn pixels into rows: never changed after fit.
 MODEL_DEFINING_FIELDS = (*REQUIRED_CARD_FIELDS, "input_channels", "class_names", "calibration",
-                         "input_statistics_ranges")
+                         "input_statistics_ranges", "network_file")
 PREDICT_BATCH = 64
 _UNUSED_BY_KERAS = ("sklearn", "matplotlib")
 
@@ -41,17 +43,23 @@ class ModelBundle:
 
     ``model`` is the network as trained (its weights continue training with ``fit --init-from``);
     ``inference_model`` computes the same with BatchNormalization folded into the convolutions,
-    about a quarter cheaper per image, and is what predictions and explanations run on.
+    about a quarter cheaper per image, and is what explanations run on. ``network``, when the
+    bundle was loaded for prediction only (``load_bundle(..., keras=False)``), is that folded
+    network in ONNX Runtime, and ``model`` is then None.
     """
 
     model: Any
     card: Mapping[str, Any]
     directory: Path
+    network: Any = None
 
     @cached_property
     def inference_model(self) -> Any:
         from mriscan.fold import fold_batch_norm
 
+        if self.model is None:
+            raise ModelBundleError("this bundle was loaded for prediction only (without Keras); "
+                                   "load it with load_bundle(..., keras=True)")
         return fold_batch_norm(self.model)
 
     @property
@@ -89,6 +97,8 @@ class ModelBundle:
     def _predict_fixed(self, images: np.ndarray) -> np.ndarray:
         padded = np.zeros((PREDICT_BATCH, *images.shape[1:]), np.float32)
         padded[: len(images)] = images
+        if self.network is not None:
+            return self.network(padded).reshape(-1)[: len(images)]
         return np.asarray(self.inference_model.predict_on_batch(padded)).reshape(-1)[: len(images)]
 
 
@@ -137,8 +147,12 @@ def read_card(model_dir: Path) -> dict[str, Any]:
     return card
 
 
-def load_bundle(model_dir: Path | None = None) -> ModelBundle:
-    """Load a bundle safely: verify the weights against the card, then load with ``safe_mode``."""
+def load_bundle(model_dir: Path | None = None, *, keras: bool = True) -> ModelBundle:
+    """Load a bundle safely: verify the weights against the card, then load with ``safe_mode``.
+
+    With ``keras=False`` (prediction only, as ``scan`` does), a bundle that holds ``model.onnx``
+    is loaded into ONNX Runtime instead, after the same checks, and TensorFlow is never imported.
+    """
     directory = Path(model_dir) if model_dir is not None else default_model_dir()
     card = read_card(directory)
     weights = directory / MODEL_FILE
@@ -149,13 +163,22 @@ def load_bundle(model_dir: Path | None = None) -> ModelBundle:
             f"{weights} does not match its card: its sha256 differs from model_id {card['model_id'][:12]}... "
             "in model.json. The weights were damaged or swapped; restore the bundle or train a new one."
         )
+    if not keras:
+        from mriscan.onnx_network import load_network_file
+
+        network = load_network_file(directory, card)
+        if network is not None:
+            _check_input_size(network.input_shape[1:], card, directory / card["network_file"]["name"])
+            return ModelBundle(model=None, card=card, directory=directory, network=network)
     model = _safe_load_keras(weights)
-    expected = (card["input_size"], card["input_size"], 1)
-    if tuple(model.input_shape[1:]) != expected:
-        raise ModelBundleError(
-            f"{weights} takes inputs of shape {model.input_shape[1:]}, but its card says {expected}"
-        )
+    _check_input_size(model.input_shape[1:], card, weights)
     return ModelBundle(model=model, card=card, directory=directory)
+
+
+def _check_input_size(shape: tuple, card: Mapping[str, Any], path: Path) -> None:
+    expected = (card["input_size"], card["input_size"], 1)
+    if tuple(shape) != expected:
+        raise ModelBundleError(f"{path} takes inputs of shape {tuple(shape)}, but its card says {expected}")
 
 
 def _safe_load_keras(weights: Path) -> Any:
@@ -207,12 +230,40 @@ def save_bundle(
         model.save(staging / MODEL_FILE)
         saved.update(card, model_id=file_sha256(staging / MODEL_FILE))
         saved.setdefault("created", datetime.now(timezone.utc).isoformat(timespec="seconds"))
+        network_file = _network_file(model, staging)
+        if network_file:
+            saved["network_file"] = network_file
         write_card(saved, staging)
         if write_extras is not None:
             write_extras(staging)
 
     write_folder_atomically(Path(out_dir), write, overwrite=overwrite, kind="bundle")
     return saved
+
+
+def _network_file(model: Any, folder: Path) -> dict[str, Any]:
+    """Write the folded network as ``model.onnx`` into ``folder``; {} for a network it cannot express."""
+    from mriscan.fold import fold_batch_norm
+    from mriscan.onnx_network import write_network_file
+
+    try:
+        return write_network_file(fold_batch_norm(model), folder)
+    except ModelBundleError:
+        return {}  # such a bundle is scanned with Keras
+
+
+def add_network_file(model_dir: Path) -> dict[str, Any]:
+    """Give an existing bundle its ``model.onnx`` (bundles written before it existed); return the card.
+
+    The Keras model is loaded with the usual checks, exported, compared, and the card is replaced in
+    one rename after the file is written, so a scan sees either the old card or the complete pair.
+    """
+    from mriscan.onnx_network import write_network_file
+
+    bundle = load_bundle(model_dir)
+    card = {**bundle.card, "network_file": write_network_file(bundle.inference_model, bundle.directory)}
+    replace_file(bundle.directory / CARD_FILE, _card_text(card).encode("utf-8"), sync=True)
+    return card
 
 
 def write_card(card: Mapping[str, Any], folder: Path) -> None:

@@ -163,3 +163,16 @@ def trained_bundle(tmp_path_factory) -> Path:
                          preprocessing=PreprocessConfig(image_size=64), arch="seed", epochs=2, workers=1, seed=3)
     run_fit(options, _SilentFitProgress())
     return root / "model"
+
+
+def with_trained_statistics(model):
+    """Give every BatchNormalization layer non-trivial statistics, as training would."""
+    import keras
+
+    rng = np.random.default_rng(0)
+    for layer in model.layers:
+        if isinstance(layer, keras.layers.BatchNormalization):
+            channels = layer.get_weights()[0].shape[0]
+            layer.set_weights([rng.uniform(0.5, 2, channels), rng.normal(0, 0.5, channels),
+                               rng.normal(0, 0.3, channels), rng.uniform(0.2, 3, channels)])
+    return model

@@ -1,26 +1,14 @@
 import numpy as np
 import pytest
+from conftest import with_trained_statistics
 
 from mriscan.architectures import build_model
 from mriscan.fold import _conv_bn_pairs, fold_batch_norm
 
 
-def _with_trained_statistics(model):
-    """Give every BatchNormalization layer non-trivial statistics, as training would."""
-    import keras
-
-    rng = np.random.default_rng(0)
-    for layer in model.layers:
-        if isinstance(layer, keras.layers.BatchNormalization):
-            channels = layer.get_weights()[0].shape[0]
-            layer.set_weights([rng.uniform(0.5, 2, channels), rng.normal(0, 0.5, channels),
-                               rng.normal(0, 0.3, channels), rng.uniform(0.2, 3, channels)])
-    return model
-
-
 @pytest.mark.parametrize("arch", ["lean", "compact"])
 def test_folded_network_computes_the_same(arch):
-    model = _with_trained_statistics(build_model(arch, 64, seed=1))
+    model = with_trained_statistics(build_model(arch, 64, seed=1))
     folded = fold_batch_norm(model)
     images = np.random.default_rng(1).uniform(0, 1, (8, 64, 64, 1)).astype(np.float32)
     np.testing.assert_allclose(folded.predict_on_batch(images), model.predict_on_batch(images), atol=1e-5)
