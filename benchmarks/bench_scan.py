@@ -131,14 +131,14 @@ def stage_costs(files: list[Path], model: Path | None, n: int = 1024) -> dict[st
 
     single_threaded_opencv()
     sample = [files[i * len(files) // n] for i in range(n)] if len(files) >= n else (files * n)[:n]  # spread out
-    bundle = load_bundle(model)
+    bundle = load_bundle(model, keras=False)  # as scan loads it: the ONNX network when the bundle has one
     config = bundle.preprocess_config
     data = [read_file_bytes(path) for path in sample]
     decoded = [decode_bytes(blob)[0] for blob in data]
     inputs = [preprocess(image.pixels, config) for image in decoded]
     records = load_chunk(sample[:64], config, 10**9)
     bundle.predict(np.stack(inputs[:64]))  # builds the folded network and traces the graph
-    without_network = _ConstantBundle(bundle.model, bundle.card, bundle.directory)
+    without_network = _ConstantBundle(bundle.model, bundle.card, bundle.directory, bundle.network)
     stages: dict[str, Callable[[], object]] = {
         "bound: grey decode + resize": lambda: [
             cv2.resize(cv2.imread(str(path), cv2.IMREAD_GRAYSCALE), (150, 150), interpolation=cv2.INTER_AREA)

@@ -12,6 +12,7 @@ from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import Future
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -60,6 +61,16 @@ def _sha256_or_empty(path: Path) -> str:
         return file_sha256(path)
     except OSError:
         return ""
+
+
+def single_threaded_opencv() -> None:
+    """Worker start-up: one OpenCV thread per process, as the processes already fill the cores.
+
+    OpenCV's own threads only add hand-over work there: ~12% more CPU time per file measured.
+    """
+    import cv2
+
+    cv2.setNumThreads(1)
 
 
 def load_file(
@@ -161,36 +172,32 @@ def iter_loaded_chunks(
         for chunk in chunks:
             yield load_chunk(chunk, config, max_pixels)
         return
-    yield from _load_in_workers(chunks, config, effective_n_jobs(workers), max_pixels)
+    yield from map_in_workers(partial(load_chunk, config=config, max_pixels=max_pixels), chunks,
+                              effective_n_jobs(workers))
 
 
-def _load_in_workers(
-    chunks: list[list[Path]], config: PreprocessConfig, workers: int, max_pixels: int
-) -> Iterator[list[LoadedImage]]:
-    """Chunks loaded by worker processes, yielded in order, with at most two per worker not yet consumed.
+def map_in_workers(
+    function: Callable[[T], Any],
+    items: Sequence[T],
+    workers: int,
+    initializer: Callable[..., None] = single_threaded_opencv,
+    initargs: tuple = (),
+) -> Iterator[Any]:
+    """``function(item)`` for each item, computed by worker processes, yielded in order.
 
-    The executor is this call's own (loky's, as joblib uses), so it shares no state with joblib's
-    reusable one.
+    At most two results per worker are ahead of the one being consumed (memory stays bounded).
+    Each worker runs ``initializer(*initargs)`` once when it starts. The executor is this call's
+    own (loky's, as joblib uses), so it shares no state with joblib's reusable one.
     """
-    executor = ProcessPoolExecutor(max_workers=workers, initializer=single_threaded_opencv)
-    futures = in_order_with_look_ahead(lambda chunk: executor.submit(load_chunk, chunk, config, max_pixels),
-                                       chunks, LOOK_AHEAD_PER_WORKER * workers, _cancel_all)
+    executor = ProcessPoolExecutor(max_workers=workers, initializer=initializer, initargs=initargs)
+    futures = in_order_with_look_ahead(lambda item: executor.submit(function, item), items,
+                                       LOOK_AHEAD_PER_WORKER * workers, _cancel_all)
     try:
         for future in futures:
             yield future.result()
     finally:  # also when the consumer stopped early: cancel the work not started, then let the workers go
         futures.close()
         executor.shutdown(wait=False)
-
-
-def single_threaded_opencv() -> None:
-    """Worker start-up: one OpenCV thread per process, as the processes already fill the cores.
-
-    OpenCV's own threads only add hand-over work there: ~12% more CPU time per file measured.
-    """
-    import cv2
-
-    cv2.setNumThreads(1)
 
 
 def _cancel_all(futures: list[Future]) -> None:

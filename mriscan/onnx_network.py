@@ -186,6 +186,7 @@ class OnnxNetwork:
         # Waiting threads sleep instead of spinning: loader processes need the cores meanwhile.
         options.add_session_config_entry("session.intra_op.allow_spinning", "0")
         self._session = onnxruntime.InferenceSession(data, options, providers=["CPUExecutionProvider"])
+        self.data = data  # for worker processes, which build their own session from it
 
     @property
     def input_shape(self) -> tuple:

@@ -1,8 +1,9 @@
 """``mriscan scan``: candidates -> parallel decode + preprocess -> batched prediction -> flags -> CSV.
 
-Files stream through in chunks (memory stays bounded), decoding runs in joblib workers while the
-model predicts in this process, and every candidate gets a row, with an error when it could
-not be read.
+Files stream through in chunks (memory stays bounded) and every candidate gets a row, with an
+error when it could not be read. With the bundle's ONNX network, each worker process decodes,
+preprocesses and predicts its chunks and sends back only rows; with a Keras-only bundle, workers
+decode and preprocess while the network predicts in this process.
 """
 
 from __future__ import annotations
@@ -10,15 +11,25 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 
 import numpy as np
+from joblib import effective_n_jobs
 
 from mriscan.discover import find_candidates, relative_posix
 from mriscan.flags import flag_result
 from mriscan.hashing import file_sha256
 from mriscan.imageio import DEFAULT_MAX_PIXELS
-from mriscan.loader import DEFAULT_CHUNK_SIZE, LoadedImage, iter_loaded_chunks
+from mriscan.loader import (
+    DEFAULT_CHUNK_SIZE,
+    LoadedImage,
+    chunked,
+    iter_loaded_chunks,
+    load_chunk,
+    map_in_workers,
+    single_threaded_opencv,
+)
 from mriscan.model import ModelBundle
 from mriscan.results import COLUMNS, UID_COLUMNS, ResultsWriter, Row
 
@@ -102,9 +113,34 @@ def _predicted_chunks(paths: list[Path], options: ScanOptions, bundle: ModelBund
 
         yield from predict_on_cluster(paths, options, bundle)
         return
+    chunks, workers = chunked(paths, options.chunk_size), effective_n_jobs(options.workers)
+    if bundle.network is not None and workers > 1 and len(chunks) > 1:
+        rows_of = partial(_rows_in_worker, root=options.input_dir, max_pixels=options.max_pixels)
+        yield from map_in_workers(rows_of, chunks, workers, initializer=_start_predicting_worker,
+                                  initargs=(bundle.network.data, dict(bundle.card), bundle.directory))
+        return
     for chunk in iter_loaded_chunks(paths, bundle.preprocess_config, workers=options.workers,
                                     chunk_size=options.chunk_size, max_pixels=options.max_pixels):
         yield predict_rows(chunk, bundle, options.input_dir)
+
+
+_worker_bundle: ModelBundle | None = None
+"""In a worker process of a local scan: the bundle rebuilt from the ONNX network's bytes."""
+
+
+def _start_predicting_worker(network: bytes, card: dict, directory: Path) -> None:
+    """Worker start-up: one OpenCV thread, and the network in this process's own ONNX Runtime session."""
+    from mriscan.onnx_network import OnnxNetwork
+
+    global _worker_bundle
+    single_threaded_opencv()
+    _worker_bundle = ModelBundle(model=None, card=card, directory=directory, network=OnnxNetwork(network))
+
+
+def _rows_in_worker(paths: list[Path], root: Path, max_pixels: int) -> list[Row]:
+    """In a worker process: decode, preprocess and predict one chunk; return its rows."""
+    assert _worker_bundle is not None, "the worker was not started with _start_predicting_worker"
+    return predict_rows(load_chunk(paths, _worker_bundle.preprocess_config, max_pixels), _worker_bundle, root)
 
 
 def _files_to_scan(candidates: list[Path], writer: ResultsWriter, model_id: str, root: Path) -> list[Path]:

@@ -84,8 +84,11 @@ def test_existing_output_is_not_overwritten(incoming, tmp_path, tiny_bundle):
     assert out.read_text() == "precious"
 
 
-def test_parallel_workers_give_the_same_rows(incoming, tmp_path, tiny_bundle):
-    _scan(incoming, tmp_path / "one.csv", tiny_bundle)
-    options = ScanOptions(input_dir=incoming, out=tmp_path / "two.csv", workers=2, chunk_size=1)
-    run_scan(options, load_bundle(tiny_bundle), prepare_output(options))
+@pytest.mark.parametrize("keras", [False, True], ids=["onnx network, predicted in the workers", "keras, here"])
+def test_parallel_workers_give_the_same_rows(incoming, tmp_path, tiny_bundle, keras):
+    bundle = load_bundle(tiny_bundle, keras=keras)
+    for name, workers in (("one.csv", 1), ("two.csv", 2)):
+        options = ScanOptions(input_dir=incoming, out=tmp_path / name, workers=workers, chunk_size=1)
+        run_scan(options, bundle, prepare_output(options))
     assert _rows(tmp_path / "one.csv") == _rows(tmp_path / "two.csv")
+    assert len(_rows(tmp_path / "two.csv")) > 2
