@@ -163,7 +163,7 @@ def load_bundle(model_dir: Path | None = None, *, keras: bool = True) -> ModelBu
             f"{weights} does not match its card: its sha256 differs from model_id {card['model_id'][:12]}... "
             "in model.json. The weights were damaged or swapped; restore the bundle or train a new one."
         )
-    if not keras:
+    if not keras and _onnx_runtime_installed():
         from mriscan.onnx_network import load_network_file
 
         network = load_network_file(directory, card)
@@ -173,6 +173,13 @@ def load_bundle(model_dir: Path | None = None, *, keras: bool = True) -> ModelBu
     model = _safe_load_keras(weights)
     _check_input_size(model.input_shape[1:], card, weights)
     return ModelBundle(model=model, card=card, directory=directory)
+
+
+def _onnx_runtime_installed() -> bool:
+    """ONNX Runtime is a dependency; an installation without it still scans, with Keras."""
+    import importlib.util
+
+    return importlib.util.find_spec("onnxruntime") is not None
 
 
 def _check_input_size(shape: tuple, card: Mapping[str, Any], path: Path) -> None:

@@ -93,6 +93,16 @@ def test_older_bundles_without_the_file_are_scanned_with_keras_and_can_be_given_
     assert load_bundle(older, keras=False).network is not None
 
 
+def test_without_onnx_runtime_scan_falls_back_to_keras(tiny_bundle, monkeypatch):
+    import importlib.util
+
+    real_find_spec = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec",
+                        lambda name, *args: None if name == "onnxruntime" else real_find_spec(name, *args))
+    bundle = load_bundle(tiny_bundle, keras=False)
+    assert bundle.network is None and bundle.model is not None
+
+
 def test_the_card_entry_cannot_be_changed_afterwards(tiny_bundle):
     with pytest.raises(ModelBundleError, match="network_file"):
         update_card(Path(tiny_bundle), network_file={"name": "other.onnx", "sha256": "0" * 64})
