@@ -44,7 +44,7 @@ from mriscan.loader import DEFAULT_CHUNK_SIZE, chunked, in_order_with_look_ahead
 from mriscan.model import MODEL_FILE, ModelBundle, load_bundle, write_card
 from mriscan.preprocess import PreprocessConfig
 from mriscan.results import Row
-from mriscan.scan import ScanOptions, predict_rows
+from mriscan.scan import ScanOptions, rows_of_chunk
 
 CONNECT_SECONDS = 10.0
 WORKER_WAIT_SECONDS = 30.0
@@ -200,8 +200,7 @@ def _load_shipped(files: Mapping[str, bytes], card: Mapping[str, Any], directory
 
 def _predict_chunk(paths: list[Path], plugin_name: str, root: Path, max_pixels: int) -> list[Row]:
     """On a worker: decode, preprocess and predict one chunk of files; return its scan rows."""
-    bundle = get_worker().plugins[plugin_name].bundle()
-    return predict_rows(load_chunk(paths, bundle.preprocess_config, max_pixels), bundle, root)
+    return rows_of_chunk(paths, get_worker().plugins[plugin_name].bundle(), root, max_pixels)
 
 
 def _thumbnail_chunk(paths: list[Path], config: PreprocessConfig) -> ThumbnailedSet:

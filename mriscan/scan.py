@@ -138,9 +138,13 @@ def _start_predicting_worker(network: bytes, card: dict, directory: Path) -> Non
 
 
 def _rows_in_worker(paths: list[Path], root: Path, max_pixels: int) -> list[Row]:
-    """In a worker process: decode, preprocess and predict one chunk; return its rows."""
     assert _worker_bundle is not None, "the worker was not started with _start_predicting_worker"
-    return predict_rows(load_chunk(paths, _worker_bundle.preprocess_config, max_pixels), _worker_bundle, root)
+    return rows_of_chunk(paths, _worker_bundle, root, max_pixels)
+
+
+def rows_of_chunk(paths: list[Path], bundle: ModelBundle, root: Path, max_pixels: int) -> list[Row]:
+    """Decode, preprocess and predict one chunk of files; return its rows (a worker's task, local or Dask)."""
+    return predict_rows(load_chunk(paths, bundle.preprocess_config, max_pixels), bundle, root)
 
 
 def _files_to_scan(candidates: list[Path], writer: ResultsWriter, model_id: str, root: Path) -> list[Path]:
