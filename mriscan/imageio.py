@@ -32,6 +32,7 @@ import numpy as np
 from mriscan.errors import ImageTooLargeError, UnreadableImageError
 
 if TYPE_CHECKING:
+    from pydicom.dataelem import DataElement
     from pydicom.dataset import Dataset
 
 DEFAULT_MAX_PIXELS = 50_000_000
@@ -550,12 +551,67 @@ def _dicom_frame(stored: np.ndarray, dataset: Dataset, frame: int | None, uids: 
         pixels, had_colour = _colour_to_grey(stored, cv2.COLOR_RGB2GRAY, full_scale)
         warnings: tuple[str, ...] = ()
     else:
-        values = _apply_modality(stored, dataset)
-        values, warnings = _apply_voi(values, dataset)
-        pixels, had_colour = _apply_monochrome1(values, dataset).astype(np.float32), False
+        values = _linear_display(stored, dataset)
+        warnings = ()
+        if values is None:  # anything but the common case: pydicom's general implementation
+            values, warnings = _apply_voi(_apply_modality(stored, dataset), dataset)
+        pixels, had_colour = _apply_monochrome1(values, dataset).astype(np.float32, copy=False), False
     return DecodedImage(
         pixels=pixels, frame=frame, kind="dicom", had_colour=had_colour, warnings=warnings, dicom_uids=uids
     )
+
+
+def _linear_display(stored: np.ndarray, dataset: Dataset) -> np.ndarray | None:
+    """Rescale Slope/Intercept then a LINEAR window, in float32: the common MR header, done fast.
+
+    The same numbers as pydicom's ``apply_modality_lut`` + ``apply_voi_lut`` (to float32
+    rounding), in three passes instead of pydicom's float64 masks (~10x less CPU on a 512x512
+    slice). None for anything else (LUT sequences, other VOI functions, a window pydicom refuses,
+    a negative slope, float pixel data), which takes pydicom's general path.
+    """
+    if dataset.get("ModalityLUTSequence") or dataset.get("VOILUTSequence") or stored.dtype.kind not in "iu":
+        return None
+    if ("RescaleSlope" in dataset) != ("RescaleIntercept" in dataset):
+        return None
+    try:
+        slope = float(dataset.RescaleSlope) if "RescaleSlope" in dataset else 1.0
+        intercept = float(dataset.RescaleIntercept) if "RescaleIntercept" in dataset else 0.0
+    except (TypeError, ValueError):
+        return None
+    window = _linear_window(dataset) if "WindowCenter" in dataset or "WindowWidth" in dataset else (0.0, 0.0)
+    if window is None or not slope > 0:
+        return None
+    values = stored.astype(np.float32)
+    center, width = window
+    if width == 0.0:  # no window: modality units
+        values *= np.float32(slope)
+        values += np.float32(intercept)
+        return values
+    low, high = _output_range(stored, dataset)  # the stored range in modality units (slope > 0)
+    # PS3.3 C.11.2.1.2.1 as pydicom computes it: ((x - c) / w + 0.5) * range + low, clipped.
+    scale = slope * (high - low) / width
+    values *= np.float32(scale)
+    values += np.float32(((intercept - center) / width + 0.5) * (high - low) + low)
+    return np.clip(values, low, high, out=values)
+
+
+def _linear_window(dataset: Dataset) -> tuple[float, float] | None:
+    """The first window's center - 0.5 and width - 1 (LINEAR), or None when pydicom should judge it."""
+    function = str(dataset.get("VOILUTFunction", "LINEAR") or "LINEAR").upper()
+    if function != "LINEAR" or dataset.get("PhotometricInterpretation") not in ("MONOCHROME1", "MONOCHROME2"):
+        return None
+    try:
+        center, width = (float(_first(dataset["WindowCenter"])), float(_first(dataset["WindowWidth"])))
+        int(dataset.BitsStored)
+    except (KeyError, AttributeError, TypeError, ValueError, IndexError):
+        return None
+    if not width > 1:  # pydicom refuses width < 1 (a warning here); width 1 is a step, left to it too
+        return None
+    return center - 0.5, width - 1
+
+
+def _first(element: DataElement) -> object:
+    return element.value[0] if element.VM > 1 else element.value
 
 
 def _apply_modality(stored: np.ndarray, dataset: Dataset) -> np.ndarray:
@@ -584,7 +640,7 @@ def _apply_monochrome1(values: np.ndarray, dataset: Dataset) -> np.ndarray:
     if dataset.get("PhotometricInterpretation") != "MONOCHROME1":
         return values
     low, high = _output_range(values, dataset)
-    return (low + high) - values.astype(np.float64)
+    return (low + high) - (values if values.dtype.kind == "f" else values.astype(np.float64))
 
 
 def _output_range(values: np.ndarray, dataset: Dataset) -> tuple[float, float]:

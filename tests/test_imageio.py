@@ -641,3 +641,46 @@ def test_mutated_images_decode_or_refuse(seed: str, mutations: list[tuple[int, i
     if cut is not None:
         data = data[: cut % len(data)]
     _decodes_or_refuses(bytes(data))
+
+
+_WINDOWED_HEADERS = [
+    ("uint16", 12, {"RescaleSlope": 1, "RescaleIntercept": -1024, "WindowCenter": 40, "WindowWidth": 400}),
+    ("uint16", 12, {"RescaleSlope": 2.5, "RescaleIntercept": -100, "WindowCenter": [1000, 50],
+                    "WindowWidth": [2000, 80]}),
+    ("int16", 16, {"WindowCenter": -200, "WindowWidth": 3000}),
+    ("uint8", 8, {}),
+    ("uint16", 16, {"RescaleSlope": 0.5, "RescaleIntercept": 3}),
+    ("uint16", 12, {"WindowCenter": 2048, "WindowWidth": 1.5, "PhotometricInterpretation": "MONOCHROME1"}),
+]
+
+
+@pytest.mark.parametrize(("dtype", "bits", "header"), _WINDOWED_HEADERS)
+def test_fast_linear_window_gives_pydicoms_values(dtype: str, bits: int, header: dict) -> None:
+    from pydicom.pixels import apply_modality_lut, apply_voi_lut
+
+    from mriscan.imageio import _linear_display
+
+    info = np.iinfo(dtype)
+    stored = np.random.default_rng(bits).integers(max(info.min, -(2 ** (bits - 1))), min(info.max, 2**bits - 1),
+                                                  (40, 30), endpoint=True).astype(dtype)
+    dataset = pydicom.dcmread(io.BytesIO(_dicom_bytes(stored, bits_stored=bits, **header)))
+
+    fast = _linear_display(dataset.pixel_array, dataset)
+
+    expected = apply_voi_lut(apply_modality_lut(dataset.pixel_array, dataset), dataset)
+    assert fast is not None and fast.dtype == np.float32
+    np.testing.assert_allclose(fast, expected, rtol=1e-6, atol=1e-6 * (np.ptp(expected.astype(np.float64)) + 1))
+
+
+@pytest.mark.parametrize("header", [
+    {"WindowCenter": 100, "WindowWidth": 200, "VOILUTFunction": "SIGMOID"},
+    {"WindowCenter": 100, "WindowWidth": 0.5},  # pydicom refuses it: the decoder warns and keeps the image
+    {"RescaleSlope": 2},  # a slope without an intercept
+    {"RescaleSlope": -1, "RescaleIntercept": 0},
+])
+def test_other_headers_take_pydicoms_path(header: dict) -> None:
+    from mriscan.imageio import _linear_display
+
+    stored = np.arange(1200, dtype=np.uint16).reshape(40, 30)
+    dataset = pydicom.dcmread(io.BytesIO(_dicom_bytes(stored, bits_stored=12, **header)))
+    assert _linear_display(dataset.pixel_array, dataset) is None
