@@ -265,10 +265,12 @@ def add_network_file(model_dir: Path) -> dict[str, Any]:
     The Keras model is loaded with the usual checks, exported, compared, and the card is replaced in
     one rename after the file is written, so a scan sees either the old card or the complete pair.
     """
-    from mriscan.onnx_network import write_network_file
+    from mriscan.onnx_network import ONNX_FILE, export_onnx, network_file_entry
 
     bundle = load_bundle(model_dir)
-    card = {**bundle.card, "network_file": write_network_file(bundle.inference_model, bundle.directory)}
+    data = export_onnx(bundle.inference_model)
+    card = {**bundle.card, "network_file": network_file_entry(bundle.inference_model, data)}
+    replace_file(bundle.directory / ONNX_FILE, data, sync=True)
     replace_file(bundle.directory / CARD_FILE, _card_text(card).encode("utf-8"), sync=True)
     return card
 
