@@ -109,6 +109,8 @@ def _translate(layer: Any, graph: _Graph) -> None:
     elif kind == "MaxPooling2D":
         _pooling(layer, graph)
     elif kind == "GlobalAveragePooling2D":
+        if layer.keepdims or layer.data_format != "channels_last":
+            raise ModelBundleError(f"layer {layer.name!r}: only channels-last pooling to a vector is exported")
         graph.node("GlobalAveragePool", [graph.current])
         graph.node("Flatten", [graph.current])
     elif kind == "Flatten":
@@ -206,7 +208,11 @@ def network_file_entry(model: Any, data: bytes, seed: int = 0) -> dict[str, Any]
         When the outputs differ by more than :data:`MAX_DIFFERENCE` on a random batch.
     """
     images = np.random.default_rng(seed).uniform(0, 1, (8, *model.input_shape[1:])).astype(np.float32)
-    difference = float(np.abs(OnnxNetwork(data)(images) - np.asarray(model.predict_on_batch(images))).max())
+    try:
+        exported = OnnxNetwork(data)(images)
+    except Exception as error:  # ONNX Runtime's own types: a graph that does not run
+        raise ModelBundleError(f"the ONNX network does not run ({type(error).__name__}); not saved") from error
+    difference = float(np.abs(exported - np.asarray(model.predict_on_batch(images))).max())
     if not difference <= MAX_DIFFERENCE:
         raise ModelBundleError(f"the ONNX network differs from the Keras one by {difference:.2g}; not saved")
     return {"name": ONNX_FILE, "sha256": bytes_sha256(data), "format": f"ONNX opset {OPSET}",
