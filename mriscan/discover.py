@@ -47,7 +47,7 @@ def find_candidates(root: Path) -> list[Path]:
     [PosixPath('/data/incoming/a.png'), PosixPath('/data/incoming/sub/IM0001')]
     """
     top = _checked_root(root)
-    # Plain strings until the end: Path objects cost ~10 us each, a tenth of a file's whole scan.
+    # Plain strings until the end: Path objects and Path.relative_to cost ~10 us each per file.
     found: list[tuple[str, str]] = []
     for folder, _subfolders, names in os.walk(top, followlinks=False):
         prefix = relative_posix(folder, top) + "/" if folder != str(top) else ""

@@ -578,15 +578,16 @@ def _linear_display(stored: np.ndarray, dataset: Dataset) -> np.ndarray | None:
         intercept = float(dataset.RescaleIntercept) if "RescaleIntercept" in dataset else 0.0
     except (TypeError, ValueError):
         return None
-    window = _linear_window(dataset) if "WindowCenter" in dataset or "WindowWidth" in dataset else (0.0, 0.0)
-    if window is None or not slope > 0:
+    has_window = "WindowCenter" in dataset or "WindowWidth" in dataset
+    window = _linear_window(dataset) if has_window else None
+    if (has_window and window is None) or not slope > 0:
         return None
     values = stored.astype(np.float32)
-    center, width = window
-    if width == 0.0:  # no window: modality units
+    if window is None:  # no window: modality units
         values *= np.float32(slope)
         values += np.float32(intercept)
         return values
+    center, width = window
     low, high = _output_range(stored, dataset)  # the stored range in modality units (slope > 0)
     # PS3.3 C.11.2.1.2.1 as pydicom computes it: ((x - c) / w + 0.5) * range + low, clipped.
     scale = slope * (high - low) / width
