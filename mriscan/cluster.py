@@ -41,7 +41,7 @@ from mriscan.dedup_report import ThumbnailedSet, thumbnailed
 from mriscan.hashing import bytes_sha256
 from mriscan.imageio import DEFAULT_MAX_PIXELS
 from mriscan.loader import DEFAULT_CHUNK_SIZE, chunked, in_order_with_look_ahead, load_chunk
-from mriscan.model import MODEL_FILE, ModelBundle, load_bundle, write_card
+from mriscan.model import ModelBundle, load_bundle, pinned_files, write_card
 from mriscan.preprocess import PreprocessConfig
 from mriscan.results import Row
 from mriscan.scan import ScanOptions, rows_of_chunk
@@ -156,11 +156,8 @@ class ModelPlugin(WorkerPlugin):
     @classmethod
     def from_bundle(cls, bundle: ModelBundle) -> ModelPlugin:
         """Read the files of a loaded bundle; refuse them if they changed since it was loaded."""
-        expected = {MODEL_FILE: bundle.model_id}
-        if bundle.card.get("network_file"):
-            expected[bundle.card["network_file"]["name"]] = bundle.card["network_file"]["sha256"]
         files = {}
-        for name, sha256 in expected.items():
+        for name, sha256 in pinned_files(bundle.card).items():
             path = bundle.directory / name
             try:
                 files[name] = path.read_bytes()

@@ -175,6 +175,14 @@ def load_bundle(model_dir: Path | None = None, *, keras: bool = True) -> ModelBu
     return ModelBundle(model=model, card=card, directory=directory)
 
 
+def pinned_files(card: Mapping[str, Any]) -> dict[str, str]:
+    """The bundle's files whose sha256 the card records: ``model.keras``, and ``model.onnx`` when listed."""
+    files = {MODEL_FILE: str(card["model_id"])}
+    if card.get("network_file"):
+        files[str(card["network_file"]["name"])] = str(card["network_file"]["sha256"])
+    return files
+
+
 def _onnx_runtime_installed() -> bool:
     """ONNX Runtime is a dependency; an installation without it still scans, with Keras."""
     import importlib.util

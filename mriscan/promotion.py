@@ -28,7 +28,7 @@ from mriscan.comparison import Comparison, compare_models, comparison_table
 from mriscan.errors import DataLayoutError, ModelBundleError, PromotionRefused
 from mriscan.evaluate import LabelledData
 from mriscan.hashing import file_sha256
-from mriscan.model import MODEL_FILE, ModelBundle, load_bundle, write_card
+from mriscan.model import ModelBundle, load_bundle, pinned_files, write_card
 from mriscan.paired_tests import DelongResult, McnemarResult
 
 SENSITIVITY_TOLERANCE = 0.01
@@ -177,8 +177,9 @@ def _install(new: ModelBundle, card: dict[str, Any], current_dir: Path, kept_as:
 
     def write(staging: Path) -> None:
         shutil.copytree(new.directory, staging, dirs_exist_ok=True)
-        if file_sha256(staging / MODEL_FILE) != new.model_id:
-            raise ModelBundleError(f"copying {new.directory / MODEL_FILE} changed its bytes; nothing was replaced")
+        for name, sha256 in pinned_files(card).items():
+            if file_sha256(staging / name) != sha256:
+                raise ModelBundleError(f"copying {new.directory / name} changed its bytes; nothing was replaced")
         write_card(card, staging)
 
     write_folder_atomically(current_dir, write, overwrite=True, kind="bundle", keep_old_as=kept_as.name)
