@@ -9,9 +9,7 @@ from urllib.parse import unquote
 
 import numpy as np
 import pytest
-from conftest import brain_like
-from pydicom.dataset import Dataset, FileMetaDataset
-from pydicom.uid import ExplicitVRLittleEndian, MRImageStorage, generate_uid
+from conftest import brain_like, dicom_bytes
 
 from mriscan.errors import OutputError
 from mriscan.explain import ExplainError
@@ -71,18 +69,8 @@ def _links(index: Path) -> list[str]:
 
 def _write_dicom(path: Path, frames: np.ndarray) -> Path:
     """A multi-frame 8-bit MR DICOM carrying a patient name (which must never be shown)."""
-    dataset = Dataset()
-    dataset.file_meta = FileMetaDataset()
-    dataset.file_meta.TransferSyntaxUID = ExplicitVRLittleEndian
-    dataset.file_meta.MediaStorageSOPClassUID = dataset.SOPClassUID = MRImageStorage
-    dataset.file_meta.MediaStorageSOPInstanceUID = dataset.SOPInstanceUID = generate_uid()
-    dataset.Modality, dataset.PatientName = "MR", "Doe^Jane"
-    dataset.Rows, dataset.Columns = frames.shape[1:]
-    dataset.NumberOfFrames, dataset.SamplesPerPixel, dataset.PhotometricInterpretation = len(frames), 1, "MONOCHROME2"
-    dataset.BitsAllocated, dataset.BitsStored, dataset.HighBit, dataset.PixelRepresentation = 8, 8, 7, 0
-    dataset.PixelData = frames.astype(np.uint8).tobytes()
     path.parent.mkdir(parents=True, exist_ok=True)
-    dataset.save_as(path, enforce_file_format=True)
+    path.write_bytes(dicom_bytes(frames.astype(np.uint8), bits_stored=8, NumberOfFrames=len(frames)))
     return path
 
 
