@@ -189,7 +189,7 @@ def _load_shipped(files: Mapping[str, bytes], card: Mapping[str, Any], directory
     """Load shipped bytes through the ordinary safe loader, via a private temporary folder."""
     with tempfile.TemporaryDirectory(prefix="mriscan-model-") as folder:
         for name, data in files.items():
-            (Path(folder) / Path(name).name).write_bytes(data)
+            (Path(folder) / name).write_bytes(data)  # names from model.pinned_files: plain file names
         write_card(card, Path(folder))
         bundle = load_bundle(Path(folder), keras=False)  # as a local scan: the ONNX network when there is one
     return replace(bundle, directory=directory)  # where the client loaded it from, for messages

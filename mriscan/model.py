@@ -179,7 +179,7 @@ def pinned_files(card: Mapping[str, Any]) -> dict[str, str]:
     """The bundle's files whose sha256 the card records: ``model.keras``, and ``model.onnx`` when listed."""
     files = {MODEL_FILE: str(card["model_id"])}
     if card.get("network_file"):
-        files[str(card["network_file"]["name"])] = str(card["network_file"]["sha256"])
+        files[Path(str(card["network_file"]["name"])).name] = str(card["network_file"]["sha256"])  # as loaded
     return files
 
 

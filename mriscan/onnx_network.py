@@ -14,7 +14,6 @@ refused with a ModelBundleError, and such a bundle is scanned with Keras as befo
 
 from __future__ import annotations
 
-import os
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -239,7 +238,7 @@ def load_network_file(directory: Path, card: Mapping[str, Any], threads: int = 1
     entry = card.get("network_file")
     if not entry:
         return None
-    path = Path(directory) / os.path.basename(str(entry.get("name", ONNX_FILE)))
+    path = Path(directory) / Path(str(entry.get("name", ONNX_FILE))).name  # never outside the bundle
     try:
         data = path.read_bytes()
     except OSError as error:
