@@ -21,7 +21,7 @@ def test_record_holds_the_model_input_and_the_files_sha256(tmp_path: Path, write
 
     assert record.ok and record.error == ""
     assert record.sha256 == file_sha256(path)
-    np.testing.assert_array_equal(record.model_input, preprocess(brain_like(4).astype(np.float32), CONFIG))
+    np.testing.assert_array_equal(record.model_input, preprocess(brain_like(4), CONFIG))
     assert record.statistics["aspect_ratio"] > 1 and not record.had_colour
 
 

@@ -1,10 +1,11 @@
+import cv2
 import numpy as np
 import pytest
 from conftest import brain_like
 from hypothesis import given
 from hypothesis import strategies as st
 
-from mriscan.preprocess import PreprocessConfig, head_mask, linear_percentiles, preprocess
+from mriscan.preprocess import PreprocessConfig, _resize, head_mask, linear_percentiles, preprocess
 
 
 def test_output_shape_range_and_dtype():
@@ -69,8 +70,51 @@ def test_head_mask_ignores_small_bright_text():
 
 
 def test_config_round_trips_through_the_card():
-    config = PreprocessConfig(image_size=128, low_percentile=2.0)
-    assert PreprocessConfig.from_dict(config.to_dict()) == config
+    for version in (1, 2):
+        config = PreprocessConfig(image_size=128, low_percentile=2.0, version=version)
+        assert PreprocessConfig.from_dict(config.to_dict()) == config
+
+
+def test_a_card_without_a_version_was_trained_with_version_1():
+    card_entry = {"name": "crop-percentile-letterbox", "mask_side": 128, "image_size": 150, "crop_to_head": True,
+                  "low_percentile": 1.0, "high_percentile": 99.5, "margin": 0.03}
+    assert PreprocessConfig.from_dict(card_entry).version == 1
+    assert PreprocessConfig().version == 2  # new models
+
+
+def test_an_unknown_version_asks_for_an_upgrade():
+    with pytest.raises(ValueError, match="upgrade mriscan"):
+        PreprocessConfig.from_dict({"version": 99})
+
+
+def test_version_1_is_the_arithmetic_older_models_were_trained_with():
+    """Float32 throughout, area resizes, rescaling before the last resize: pinned by its numbers."""
+    image = brain_like(5)
+    out = preprocess(image, PreprocessConfig(version=1))[..., 0]
+    assert preprocess(image.astype(np.float32), PreprocessConfig(version=1)).tobytes() == out[..., None].tobytes()
+    assert np.abs(out - preprocess(image)[..., 0]).mean() < 0.02  # version 2: the same steps, other rounding
+    assert not np.array_equal(out, preprocess(image)[..., 0])
+
+
+@pytest.mark.parametrize("size", [(180, 160), (512, 448), (1000, 333), (97, 301)])
+def test_version_2_gives_nearly_the_same_input_for_8_bit_and_float_pixels(size):
+    """8-bit slices are resized as 8-bit (rounded), DICOM values as float: a DICOM and a PNG agree."""
+    image = cv2.resize(brain_like(6), size[::-1], interpolation=cv2.INTER_LINEAR)
+    as_byte, as_float = preprocess(image), preprocess(image.astype(np.float32))
+    assert np.abs(as_byte - as_float).mean() < 0.005
+
+
+@pytest.mark.parametrize(("shape", "size"), [((300, 200), (100, 150)), ((301, 211), (100, 150)),
+                                             ((150, 150), (150, 150)), ((60, 40), (90, 135)), ((1000, 7), (1, 150))])
+def test_resize_reaches_the_size_asked(shape, size):
+    image = np.random.default_rng(0).integers(0, 256, shape, dtype=np.uint8)
+    assert _resize(image, size, cv2.INTER_AREA).shape == size[::-1]
+
+
+def test_resize_by_a_whole_factor_is_plain_area_averaging():
+    image = np.random.default_rng(1).uniform(0, 255, (300, 240)).astype(np.float32)
+    np.testing.assert_allclose(_resize(image, (80, 100), cv2.INTER_AREA),
+                               image.reshape(100, 3, 80, 3).mean(axis=(1, 3)), rtol=1e-5)
 
 
 @given(
