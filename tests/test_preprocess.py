@@ -126,3 +126,12 @@ def test_linear_percentiles_are_numpys(values: list[int], scale: float, percents
     array = (np.array(values, np.float32) * np.float32(scale)).astype(np.float32)
     assert linear_percentiles(array, percents) == np.percentile(array, percents).tolist()
 
+
+
+@given(
+    values=st.lists(st.integers(0, 255), min_size=1, max_size=300),
+    percents=st.tuples(st.floats(0, 100), st.floats(0, 100)),
+)
+def test_linear_percentiles_of_8_bit_values_by_histogram_are_numpys(values: list[int], percents: tuple[float, float]):
+    array = np.array(values, np.uint8)
+    assert linear_percentiles(array, percents) == np.percentile(array.astype(np.float32), percents).tolist()
