@@ -371,6 +371,8 @@ def _missing_end_marker(kind: str, data: bytes) -> bytes:
     there and fills the rest, which recovers the usual truncated download.
     """
     if kind == "jpeg":
+        if data.endswith(_JPEG_EOI):  # the usual complete file: no search through the data
+            return b""
         scan_start = next((pos for marker, pos in _jpeg_markers(data) if marker == _JPEG_SOS), None)
         if scan_start is None:  # cut inside the header: nothing to recover
             return b""
