@@ -128,12 +128,11 @@ def _plan(pixels: np.ndarray, config: PreprocessConfig) -> tuple[np.ndarray, tup
         grey = grey.astype(np.float32, copy=False)
     if grey.ndim != 2 or min(grey.shape) < 1:
         raise ValueError(f"preprocess expects a 2-D grey image; received shape {grey.shape}")
-    small = _mask_copy(grey, config.version)
-    # Every pixel weighs in the shrunk copy, so a NaN or an infinity anywhere shows there too:
-    # checking the small copy spares a pass over the full image.
-    if grey.dtype == np.float32 and not np.isfinite(small).all():
+    # Only floating point holds NaN or infinity (DICOM values, converted colour). The whole image is
+    # checked: version 2's shrunk copy leaves out up to k - 1 border rows and columns.
+    if grey.dtype == np.float32 and not np.isfinite(grey).all():
         grey = np.nan_to_num(grey, nan=0.0, posinf=0.0, neginf=0.0)
-        small = _mask_copy(grey, config.version)
+    small = _mask_copy(grey, config.version)
     mask = head_mask(_min_max(small.astype(np.float32, copy=False)))
     percentiles = _percentiles(small, mask, config.low_percentile, config.high_percentile)
     crop = (slice(None), slice(None))
