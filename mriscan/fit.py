@@ -1,6 +1,7 @@
 """``mriscan fit``: find -> load (parallel) -> drop copies of --exclude images -> deduplicate the whole
-set -> split by group -> train (from scratch, or from --init-from's weights) -> calibrate on
-validation -> evaluate on test -> save the bundle with its card (and lineage) and pictures.
+set -> split by group -> train (from scratch, or from --init-from's weights) -> export the network
+scan will use (int8) -> calibrate on validation with that network's outputs -> evaluate on test ->
+save the bundle with that network, its card (and lineage) and pictures.
 """
 
 from __future__ import annotations
@@ -8,9 +9,10 @@ from __future__ import annotations
 import json
 import time
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 import numpy as np
 
@@ -23,14 +25,29 @@ from mriscan.errors import DataLayoutError, ModelBundleError, TrainingError
 from mriscan.lineage import UNLABELLED, folder_fingerprints
 from mriscan.loader import LoadedImage, load_all
 from mriscan.metrics import classification_metrics, safety_net_metrics
-from mriscan.model import ModelBundle, apply_temperature, check_bundle_target, load_bundle, read_card, save_bundle
+from mriscan.model import (
+    ModelBundle,
+    apply_temperature,
+    check_bundle_target,
+    load_bundle,
+    network_probability,
+    read_card,
+    save_bundle,
+)
 from mriscan.preprocess import PreprocessConfig
 from mriscan.quality import training_ranges
 from mriscan.split import split_by_group
 
+if TYPE_CHECKING:
+    from mriscan.onnx_network import NetworkFile
+
 DEFAULT_ARCH = "compact"
 DEFAULT_IMAGE_SIZE = 150
 MIN_READABLE_IMAGES = 20
+CALIBRATION_IMAGES = 256
+"""How many training images (a fixed subset) set the int8 network's activation ranges."""
+CHECK_IMAGES = 256
+"""How many validation images (a fixed subset) measure the int8 network's difference from Keras."""
 
 
 class FitProgress(Protocol):
@@ -100,25 +117,34 @@ def run_fit(options: FitOptions, progress: FitProgress) -> dict[str, Any]:
     files = find_labelled_files(options.data_dirs, options.positive, options.negative)
     data = _load_and_deduplicate(files, options, progress)
     split = split_by_group(data.labels, data.group_ids, fractions=options.fractions, seed=options.seed)
-    progress.training(options.epochs)
-    from mriscan.train import TrainConfig, train_model
-
-    config = TrainConfig(arch=options.arch, epochs=options.epochs, batch_size=options.batch_size,
-                         seed=options.seed, augment=options.augment)
-    result = train_model(data.images[split.train], data.labels[split.train], data.images[split.validation],
-                         data.labels[split.validation], config, on_epoch=progress.epoch,
-                         initial_weights=None if parent is None else parent.model.get_weights())
+    result = _train(options, data, split, parent, progress)
+    model = _inference_copy(result.model, options)
+    progress.stage("exporting the network for scan (int8)")
+    network, raw_probability = _network_for_scan(model, data, split, options.seed, progress)
     progress.stage("calibrating and evaluating")
-    evaluation = _calibrate_and_evaluate(result.model, data, split, options.target_recall, threshold_sources)
+    evaluation = _calibrate_and_evaluate(raw_probability, data, split, options.target_recall, threshold_sources)
     card = _model_card(options, data, split, result, evaluation, time.monotonic() - started)
+    card["calibration"]["network"] = f"model.onnx ({network.entry['precision']})" if network else "model.keras"
     card["lineage"] = _lineage(options, data, parent)
     progress.stage(f"saving {options.out_dir}")
 
     def write_extras(folder: Path) -> None:
         _write_metrics_and_plots(folder, card, result.history, evaluation)
 
-    return save_bundle(_inference_copy(result.model, options), card, options.out_dir, overwrite=options.overwrite,
-                       write_extras=write_extras)
+    return save_bundle(model, card, options.out_dir, overwrite=options.overwrite, write_extras=write_extras,
+                       network=network)
+
+
+def _train(options: FitOptions, data: _Dataset, split: Any, parent: ModelBundle | None, progress: FitProgress) -> Any:
+    """Train on the training split, choosing the best epoch on validation (``mriscan/train.py``)."""
+    from mriscan.train import TrainConfig, train_model
+
+    progress.training(options.epochs)
+    config = TrainConfig(arch=options.arch, epochs=options.epochs, batch_size=options.batch_size,
+                         seed=options.seed, augment=options.augment)
+    return train_model(data.images[split.train], data.labels[split.train], data.images[split.validation],
+                       data.labels[split.validation], config, on_epoch=progress.epoch,
+                       initial_weights=None if parent is None else parent.model.get_weights())
 
 
 def _inference_copy(model: Any, options: FitOptions) -> Any:
@@ -128,6 +154,42 @@ def _inference_copy(model: Any, options: FitOptions) -> Any:
     clean = build_model(options.arch, options.preprocessing.image_size, seed=options.seed)
     clean.set_weights(model.get_weights())
     return clean
+
+
+def _network_for_scan(model: Any, data: _Dataset, split: Any, seed: int,
+                      progress: FitProgress) -> tuple[NetworkFile | None, Callable[[np.ndarray], np.ndarray]]:
+    """The network file the bundle will hold, and the raw P(tumor) it computes (what calibration sees).
+
+    int8, its ranges set by a fixed subset of the training images; fp32 when int8 is refused;
+    none (Keras predicts) for a network the export cannot express. Either way the thresholds are
+    chosen on the outputs of the network that scan will run.
+    """
+    from mriscan.fold import fold_batch_norm
+    from mriscan.onnx_network import OnnxNetwork, network_for_scan
+
+    folded = fold_batch_norm(model)
+    network = network_for_scan(folded, data.images[fixed_subset(split.train, CALIBRATION_IMAGES, seed)],
+                               data.images[fixed_subset(split.validation, CHECK_IMAGES, seed)])
+    if network is None:
+        progress.stage("this network has no ONNX translation: the bundle will predict with Keras")
+        return None, lambda images: network_probability(folded.predict_on_batch, images)
+    if "int8_refused" in network.entry:
+        progress.stage(f"int8 network refused, keeping it in fp32: {network.entry['int8_refused']}")
+    session = OnnxNetwork(network.data)
+    return network, lambda images: network_probability(session, images)
+
+
+def fixed_subset(indices: np.ndarray, limit: int, seed: int) -> np.ndarray:
+    """At most ``limit`` of ``indices``, the same ones for the same seed, in their order.
+
+    Examples
+    --------
+    >>> fixed_subset(np.arange(10, 20), 3, seed=1).tolist()
+    [13, 14, 17]
+    """
+    if len(indices) <= limit:
+        return indices
+    return indices[np.sort(np.random.default_rng(seed).choice(len(indices), limit, replace=False))]
 
 
 def _load_parent(options: FitOptions) -> ModelBundle | None:
@@ -266,13 +328,12 @@ def _threshold_sources(options: FitOptions) -> tuple[str, ...]:
     return tuple(options.threshold_sources) or names
 
 
-def _calibrate_and_evaluate(model: Any, data: _Dataset, split: Any, target_recall: float,
-                            threshold_sources: tuple[str, ...]) -> dict[str, Any]:
-    def raw(indices: np.ndarray) -> np.ndarray:
-        return model.predict(data.images[indices], batch_size=128, verbose=0).reshape(-1).astype(np.float64)
-
+def _calibrate_and_evaluate(raw_probability: Callable[[np.ndarray], np.ndarray], data: _Dataset, split: Any,
+                            target_recall: float, threshold_sources: tuple[str, ...]) -> dict[str, Any]:
+    """Temperature and thresholds chosen on validation, and the metrics, from ``raw_probability``'s outputs:
+    those of the network the bundle will predict with."""
     y_val, y_test = data.labels[split.validation], data.labels[split.test]
-    raw_val, raw_test = raw(split.validation), raw(split.test)
+    raw_val, raw_test = raw_probability(data.images[split.validation]), raw_probability(data.images[split.test])
     temperature = fit_temperature(y_val, raw_val)
     p_val, p_test = apply_temperature(raw_val, temperature), apply_temperature(raw_test, temperature)
     counted = np.isin(data.sources[split.validation], threshold_sources)
@@ -329,7 +390,8 @@ def _model_card(options: FitOptions, data: _Dataset, split: Any, result: Any, ev
         "review_threshold_rule": "largest threshold below which at most 0.5% of those validation tumours fall",
         "threshold_sources": list(evaluation["threshold_sources"]),
         "threshold_warning": thresholds.warning,
-        "calibration": {"method": "temperature scaling on validation", "temperature": evaluation["temperature"]},
+        "calibration": {"method": "temperature scaling on validation, of the outputs of the network that predicts",
+                        "temperature": evaluation["temperature"]},
         "data": {**data.counts, "data_dirs": [str(d) for d in options.data_dirs],
                  "split_sizes": {"train": len(split.train), "validation": len(split.validation),
                                  "test": len(split.test)}},

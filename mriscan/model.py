@@ -2,9 +2,9 @@
 
 A bundle is refused when a file is missing, when the weights' sha256 differs from the card's
 ``model_id`` (truncated or swapped weights), or when Keras' ``safe_mode`` rejects its content
-(e.g. a Lambda layer carrying code). Bundles written by ``fit`` also hold ``model.onnx``, the same
-network for prediction without TensorFlow (``mriscan/onnx_network.py``), checked against the card
-the same way.
+(e.g. a Lambda layer carrying code). Bundles written by ``fit`` also hold ``model.onnx``, the network
+that predicts (``mriscan/onnx_network.py``; in int8, its outputs are what the thresholds were chosen
+on), checked against the card the same way.
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from functools import cached_property
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -25,6 +25,9 @@ from mriscan.atomic import check_output_folder, replace_file, write_folder_atomi
 from mriscan.errors import ModelBundleError
 from mriscan.hashing import file_sha256
 from mriscan.preprocess import PreprocessConfig
+
+if TYPE_CHECKING:
+    from mriscan.onnx_network import NetworkFile, OnnxNetwork
 
 MODEL_FILE = "model.keras"
 CARD_FILE = "model.json"
@@ -43,9 +46,10 @@ class ModelBundle:
 
     ``model`` is the network as trained (its weights continue training with ``fit --init-from``);
     ``inference_model`` computes the same with BatchNormalization folded into the convolutions,
-    about a quarter cheaper per image, and is what explanations run on. ``network``, when the
-    bundle was loaded for prediction only (``load_bundle(..., keras=False)``), is that folded
-    network in ONNX Runtime, and ``model`` is then None.
+    about a quarter cheaper per image, and is what explanations run on. ``network`` is the
+    bundle's ``model.onnx`` in ONNX Runtime (None for bundles without one): when there is one,
+    every prediction goes through it, since the card's thresholds were chosen on its outputs.
+    ``model`` is None when the bundle was loaded for prediction only (``load_bundle(..., keras=False)``).
     """
 
     model: Any
@@ -83,23 +87,29 @@ class ModelBundle:
         return float(self.card.get("calibration", {}).get("temperature", 1.0))
 
     def predict(self, batch: np.ndarray) -> np.ndarray:
-        """P(tumor) for a batch of model inputs of shape (n, S, S, 1), calibrated by the card.
+        """P(tumor) for a batch of model inputs of shape (n, S, S, 1), calibrated by the card."""
+        network = self.network if self.network is not None else self.inference_model.predict_on_batch
+        return apply_temperature(network_probability(network, batch), self.temperature)
 
-        Inputs go through the network in fixed-size, zero-padded batches: the floating-point result
-        for an image then does not depend on how many others came with it, so a resumed or
-        parallel scan writes exactly the probabilities of a single uninterrupted run.
-        """
-        images = np.asarray(batch, np.float32)
-        raw = [self._predict_fixed(images[i : i + PREDICT_BATCH]) for i in range(0, len(images), PREDICT_BATCH)]
-        probability = np.concatenate(raw) if raw else np.zeros(0)
-        return apply_temperature(probability.astype(np.float64), self.temperature)
 
-    def _predict_fixed(self, images: np.ndarray) -> np.ndarray:
-        padded = np.zeros((PREDICT_BATCH, *images.shape[1:]), np.float32)
-        padded[: len(images)] = images
-        if self.network is not None:
-            return self.network(padded).reshape(-1)[: len(images)]
-        return np.asarray(self.inference_model.predict_on_batch(padded)).reshape(-1)[: len(images)]
+def network_probability(network: Callable[[np.ndarray], Any], images: np.ndarray) -> np.ndarray:
+    """The network's P(tumor) for model inputs of shape (n, S, S, 1), before temperature scaling.
+
+    ``network`` maps a float32 batch to outputs (an ``OnnxNetwork``, or a Keras model's
+    ``predict_on_batch``). Inputs go through it in fixed-size, zero-padded batches: the
+    floating-point result for an image then does not depend on how many others came with it, so a
+    resumed or parallel scan writes exactly the probabilities of a single uninterrupted run, and
+    fit calibrates on exactly the probabilities scan will compute.
+    """
+    images = np.asarray(images, np.float32)
+    raw = [_fixed_batch(network, images[i : i + PREDICT_BATCH]) for i in range(0, len(images), PREDICT_BATCH)]
+    return (np.concatenate(raw) if raw else np.zeros(0)).astype(np.float64)
+
+
+def _fixed_batch(network: Callable[[np.ndarray], Any], images: np.ndarray) -> np.ndarray:
+    padded = np.zeros((PREDICT_BATCH, *images.shape[1:]), np.float32)
+    padded[: len(images)] = images
+    return np.asarray(network(padded)).reshape(-1)[: len(images)]
 
 
 def apply_temperature(probability: np.ndarray, temperature: float) -> np.ndarray:
@@ -150,8 +160,15 @@ def read_card(model_dir: Path) -> dict[str, Any]:
 def load_bundle(model_dir: Path | None = None, *, keras: bool = True) -> ModelBundle:
     """Load a bundle safely: verify the weights against the card, then load with ``safe_mode``.
 
-    With ``keras=False`` (prediction only, as ``scan`` does), a bundle that holds ``model.onnx``
-    is loaded into ONNX Runtime instead, after the same checks, and TensorFlow is never imported.
+    A bundle whose card lists a network file (``model.onnx``) predicts with it, in ONNX Runtime,
+    after the same checks. With ``keras=False`` (prediction only, as ``scan`` does) such a bundle
+    skips Keras, and TensorFlow is never imported; a bundle without one is loaded with Keras.
+
+    Raises
+    ------
+    ModelBundleError
+        When a file is missing, damaged or unsafe, or the network file needs ONNX Runtime and it is
+        not installed.
     """
     directory = Path(model_dir) if model_dir is not None else default_model_dir()
     card = read_card(directory)
@@ -163,16 +180,29 @@ def load_bundle(model_dir: Path | None = None, *, keras: bool = True) -> ModelBu
             f"{weights} does not match its card: its sha256 differs from model_id {card['model_id'][:12]}... "
             "in model.json. The weights were damaged or swapped; restore the bundle or train a new one."
         )
-    if not keras and _onnx_runtime_installed():
-        from mriscan.onnx_network import load_network_file
-
-        network = load_network_file(directory, card)
-        if network is not None:
-            _check_input_size(network.input_shape[1:], card, directory / card["network_file"]["name"])
-            return ModelBundle(model=None, card=card, directory=directory, network=network)
+    network = _load_network(directory, card)
+    if network is not None and not keras:
+        return ModelBundle(model=None, card=card, directory=directory, network=network)
     model = _safe_load_keras(weights)
     _check_input_size(model.input_shape[1:], card, weights)
-    return ModelBundle(model=model, card=card, directory=directory)
+    return ModelBundle(model=model, card=card, directory=directory, network=network)
+
+
+def _load_network(directory: Path, card: Mapping[str, Any]) -> OnnxNetwork | None:
+    """The bundle's network file in ONNX Runtime, checked against the card; None when the card lists none."""
+    from mriscan.onnx_network import ONNX_FILE, load_network_file
+
+    entry = card.get("network_file")
+    path = directory / Path(str((entry or {}).get("name", ONNX_FILE))).name  # as load_network_file finds it
+    if entry and not _onnx_runtime_installed():
+        raise ModelBundleError(
+            f"{path} is the network this model predicts with ({entry.get('precision', 'fp32')}) and needs ONNX "
+            "Runtime, which is not installed: pip install onnxruntime. (Keras is no stand-in: an int8 network's "
+            "thresholds were chosen on its own outputs.)")
+    network = load_network_file(directory, card)
+    if network is not None:
+        _check_input_size(network.input_shape[1:], card, path)
+    return network
 
 
 def pinned_files(card: Mapping[str, Any]) -> dict[str, str]:
@@ -184,7 +214,7 @@ def pinned_files(card: Mapping[str, Any]) -> dict[str, str]:
 
 
 def _onnx_runtime_installed() -> bool:
-    """ONNX Runtime is a dependency; an installation without it still scans, with Keras."""
+    """ONNX Runtime is a dependency; an installation without it can still use bundles without a network file."""
     import importlib.util
 
     return importlib.util.find_spec("onnxruntime") is not None
@@ -232,11 +262,14 @@ def save_bundle(
     *,
     overwrite: bool = False,
     write_extras: Callable[[Path], None] | None = None,
+    network: NetworkFile | None = None,
 ) -> dict[str, Any]:
     """Write a bundle into a temporary folder beside ``out_dir``, then move it into place.
 
     A killed ``fit`` therefore never leaves a half-written bundle where a good one was. With
     ``overwrite`` an existing bundle is kept as ``<out_dir>.replaced-<UTC time>``, never deleted.
+    ``network`` is written as ``model.onnx`` (fit passes the network its thresholds were chosen
+    on); by default it is ``model``'s folded network in fp32, which computes what Keras does.
     Returns the final card (with ``model_id`` and ``created``).
     """
     saved: dict[str, Any] = {}
@@ -245,9 +278,10 @@ def save_bundle(
         model.save(staging / MODEL_FILE)
         saved.update(card, model_id=file_sha256(staging / MODEL_FILE))
         saved.setdefault("created", datetime.now(timezone.utc).isoformat(timespec="seconds"))
-        network_file = _network_file(model, staging)
-        if network_file:
-            saved["network_file"] = network_file
+        network_file = network if network is not None else _fp32_network_file(model)
+        if network_file is not None:
+            (staging / Path(network_file.entry["name"]).name).write_bytes(network_file.data)
+            saved["network_file"] = network_file.entry
         write_card(saved, staging)
         if write_extras is not None:
             write_extras(staging)
@@ -256,29 +290,30 @@ def save_bundle(
     return saved
 
 
-def _network_file(model: Any, folder: Path) -> dict[str, Any]:
-    """Write the folded network as ``model.onnx`` into ``folder``; {} for a network it cannot express."""
+def _fp32_network_file(model: Any) -> NetworkFile | None:
+    """The folded network in fp32; None for a network the export cannot express (scanned with Keras)."""
     from mriscan.fold import fold_batch_norm
-    from mriscan.onnx_network import write_network_file
+    from mriscan.onnx_network import make_network_file
 
     try:
-        return write_network_file(fold_batch_norm(model), folder)
+        return make_network_file(fold_batch_norm(model))
     except ModelBundleError:
-        return {}  # such a bundle is scanned with Keras
+        return None
 
 
 def add_network_file(model_dir: Path) -> dict[str, Any]:
     """Give an existing bundle its ``model.onnx`` (bundles written before it existed); return the card.
 
-    The Keras model is loaded with the usual checks, exported, compared, and the card is replaced in
-    one rename after the file is written, so a scan sees either the old card or the complete pair.
+    The Keras model is loaded with the usual checks, exported in fp32 (the card's thresholds were
+    chosen on Keras' outputs, which fp32 repeats), compared, and the card is replaced in one rename
+    after the file is written, so a scan sees either the old card or the complete pair.
     """
-    from mriscan.onnx_network import ONNX_FILE, export_onnx, network_file_entry
+    from mriscan.onnx_network import ONNX_FILE, make_network_file
 
     bundle = load_bundle(model_dir)
-    data = export_onnx(bundle.inference_model)
-    card = {**bundle.card, "network_file": network_file_entry(bundle.inference_model, data)}
-    replace_file(bundle.directory / ONNX_FILE, data, sync=True)
+    network = make_network_file(bundle.inference_model)
+    card = {**bundle.card, "network_file": network.entry}
+    replace_file(bundle.directory / ONNX_FILE, network.data, sync=True)
     replace_file(bundle.directory / CARD_FILE, _card_text(card).encode("utf-8"), sync=True)
     return card
 

@@ -1,4 +1,5 @@
 import csv
+import dataclasses
 
 import pytest
 from conftest import brain_like
@@ -84,9 +85,12 @@ def test_existing_output_is_not_overwritten(incoming, tmp_path, tiny_bundle):
     assert out.read_text() == "precious"
 
 
-@pytest.mark.parametrize("keras", [False, True], ids=["onnx network, predicted in the workers", "keras, here"])
+@pytest.mark.parametrize("keras", [False, True],
+                         ids=["onnx network, predicted in the workers", "keras (no network file), here"])
 def test_parallel_workers_give_the_same_rows(incoming, tmp_path, tiny_bundle, keras):
     bundle = load_bundle(tiny_bundle, keras=keras)
+    if keras:
+        bundle = dataclasses.replace(bundle, network=None)  # as a bundle without model.onnx
     for name, workers in (("one.csv", 1), ("two.csv", 2)):
         options = ScanOptions(input_dir=incoming, out=tmp_path / name, workers=workers, chunk_size=1)
         run_scan(options, bundle, prepare_output(options))
