@@ -107,8 +107,10 @@ def network_probability(network: Callable[[np.ndarray], Any], images: np.ndarray
 
 
 def _fixed_batch(network: Callable[[np.ndarray], Any], images: np.ndarray) -> np.ndarray:
-    padded = np.zeros((PREDICT_BATCH, *images.shape[1:]), np.float32)
-    padded[: len(images)] = images
+    padded = images  # a full batch goes as it is: no 5.8 MB copy per 64 images
+    if len(images) < PREDICT_BATCH:
+        padded = np.zeros((PREDICT_BATCH, *images.shape[1:]), np.float32)
+        padded[: len(images)] = images
     return np.asarray(network(padded)).reshape(-1)[: len(images)]
 
 
