@@ -99,7 +99,7 @@ def preprocess(pixels: np.ndarray, config: PreprocessConfig = PreprocessConfig()
         return _letterbox(_rescale(grey[crop], low, high), config.image_size)[..., np.newaxis]
     head = grey[crop]
     shrunk = _resize(head, _letterbox_size(head.shape, config.image_size), cv2.INTER_LINEAR)
-    return _pad_fast(_rescale_fast(shrunk, low, high), config.image_size)[..., np.newaxis]
+    return _pad(_rescale(shrunk, low, high), config.image_size)[..., np.newaxis]
 
 
 def project_mask(mask: np.ndarray, pixels: np.ndarray, config: PreprocessConfig = PreprocessConfig()) -> np.ndarray:
@@ -271,11 +271,11 @@ def linear_percentiles(values: np.ndarray, percents: tuple[float, ...]) -> list[
     >>> linear_percentiles(np.arange(11, dtype=np.float32), (10.0, 95.0))
     [1.0, 9.5]
     """
+    if values.dtype == np.uint8:
+        return _percentiles_of_counts(np.bincount(values, minlength=256), percents)
     last = values.size - 1
     positions = [percent / 100 * last for percent in percents]
     below = [int(np.floor(position)) for position in positions]
-    if values.dtype == np.uint8:
-        return _percentiles_of_counts(np.bincount(values, minlength=256), percents)
     ordered = np.partition(values, sorted({index for low in below for index in (low, min(low + 1, last))}))
     return [_lerp(ordered[low], ordered[min(low + 1, last)], position - low)
             for low, position in zip(below, positions, strict=True)]
@@ -304,26 +304,18 @@ def _lerp(low: np.generic, high: np.generic, fraction: float) -> float:
 
 
 def _rescale(grey: np.ndarray, low: float, high: float) -> np.ndarray:
-    """Map ``low..high`` to 0..1 and clip, in float32 and in place on one new array."""
+    """Map ``low..high`` to 0..1 and clip, in float32 and in place on one new array.
+
+    8-bit values (version 2's) go through a 256-entry table made by the same arithmetic: the same
+    numbers in one OpenCV pass.
+    """
+    if grey.dtype == np.uint8:
+        return cv2.LUT(grey, _rescale(np.arange(256, dtype=np.float32), low, high))
     if high - low < 1e-6:
         return np.zeros_like(grey, dtype=np.float32)
     scaled = np.subtract(grey, np.float32(low), dtype=np.float32)
     np.divide(scaled, np.float32(high - low), out=scaled)
     return np.clip(scaled, 0.0, 1.0, out=scaled)
-
-
-def _rescale_fast(grey: np.ndarray, low: float, high: float) -> np.ndarray:
-    """:func:`_rescale`, the same numbers; 8-bit values through a 256-entry table (one OpenCV pass)."""
-    if grey.dtype != np.uint8:
-        return _rescale(grey, low, high)
-    return cv2.LUT(grey, _rescale(np.arange(256, dtype=np.uint8), low, high))
-
-
-def _pad_fast(image: np.ndarray, size: int) -> np.ndarray:
-    """:func:`_pad` in one OpenCV call (one allocation, the borders written once)."""
-    new_h, new_w = image.shape
-    top, left = (size - new_h) // 2, (size - new_w) // 2
-    return cv2.copyMakeBorder(image, top, size - new_h - top, left, size - new_w - left, cv2.BORDER_CONSTANT, value=0)
 
 
 def _letterbox_size(shape: tuple[int, ...], size: int) -> tuple[int, int]:
@@ -340,9 +332,7 @@ def _letterbox(image: np.ndarray, size: int) -> np.ndarray:
 
 
 def _pad(image: np.ndarray, size: int) -> np.ndarray:
-    """``image`` (at most ``size`` on each side) centred on a zero float32 square."""
+    """``image`` (at most ``size`` on each side) centred on a ``size`` square of zeros, in one OpenCV call."""
     new_h, new_w = image.shape
-    canvas = np.zeros((size, size), dtype=np.float32)
     top, left = (size - new_h) // 2, (size - new_w) // 2
-    canvas[top : top + new_h, left : left + new_w] = image
-    return canvas
+    return cv2.copyMakeBorder(image, top, size - new_h - top, left, size - new_w - left, cv2.BORDER_CONSTANT, value=0)
