@@ -135,3 +135,23 @@ def test_linear_percentiles_are_numpys(values: list[int], scale: float, percents
 def test_linear_percentiles_of_8_bit_values_by_histogram_are_numpys(values: list[int], percents: tuple[float, float]):
     array = np.array(values, np.uint8)
     assert linear_percentiles(array, percents) == np.percentile(array.astype(np.float32), percents).tolist()
+
+
+# What each version computes for one fixture, pinned: a change to either version's arithmetic
+# silently changes what every model trained with it sees, so it must show here first.
+PINNED_SUMMARY = {
+    1: (0.38213, [[0.0, 0.1023, 0.484, 0.4663, 0.1219, 0.0], [0.0047, 0.5993, 0.6691, 0.7103, 0.7467, 0.0059],
+                  [0.103, 0.6772, 0.7403, 0.7571, 0.7779, 0.1139], [0.1118, 0.7424, 0.7157, 0.6969, 0.6655, 0.1055],
+                  [0.0061, 0.5907, 0.602, 0.7353, 0.6003, 0.0047], [0.0, 0.083, 0.4565, 0.4727, 0.0879, 0.0]]),
+    2: (0.39451, [[0.0, 0.1043, 0.4994, 0.4835, 0.1237, 0.0], [0.005, 0.6174, 0.695, 0.733, 0.7566, 0.0066],
+                  [0.108, 0.7019, 0.761, 0.7768, 0.7966, 0.1204], [0.1162, 0.763, 0.7385, 0.7203, 0.692, 0.1123],
+                  [0.0063, 0.6096, 0.632, 0.7564, 0.6202, 0.0054], [0.0, 0.0864, 0.4734, 0.4893, 0.0921, 0.0]]),
+}
+
+
+@pytest.mark.parametrize("version", [1, 2])
+def test_each_version_computes_its_pinned_input(version):
+    out = preprocess(brain_like(5), PreprocessConfig(version=version))[..., 0]
+    mean, summary = PINNED_SUMMARY[version]
+    assert float(out.mean()) == pytest.approx(mean, abs=2e-4)
+    np.testing.assert_allclose(cv2.resize(out, (6, 6), interpolation=cv2.INTER_AREA), summary, atol=2e-4)
