@@ -19,7 +19,7 @@ Two versions of the arithmetic exist; the model card says which one a model was 
   shrink first averages whole k x k blocks (OpenCV's fast integer path), then resamples the
   remaining factor (under 2) bilinearly; the head is found in 8 bits; intensities are rescaled
   after the final resize, on 150x150 values only (8-bit ones through a table). Same steps, about
-  half the CPU.
+  a third of the CPU.
 """
 
 from __future__ import annotations
