@@ -204,20 +204,13 @@ def _mask_copy(grey: np.ndarray, version: int) -> np.ndarray:
     """
     if version == 1:
         return _fit_side(grey, MASK_SIDE)
-    return _resize(grey, _fitted_size(grey.shape, MASK_SIDE), cv2.INTER_LINEAR)
-
-
-def _fitted_size(shape: tuple[int, ...], side: int) -> tuple[int, int]:
-    """(width, height) with the longer side ``side`` pixels and the aspect ratio kept."""
-    height, width = shape[:2]
-    scale = side / max(height, width)
-    return max(1, int(round(width * scale))), max(1, int(round(height * scale)))
+    return _resize(grey, _letterbox_size(grey.shape, MASK_SIDE), cv2.INTER_LINEAR)
 
 
 def _fit_side(grey: np.ndarray, side: int) -> np.ndarray:
     """Version 1: the image resized so that its longer side is ``side`` pixels (aspect ratio kept)."""
     interpolation = cv2.INTER_AREA if side < max(grey.shape) else cv2.INTER_LINEAR
-    return cv2.resize(grey, _fitted_size(grey.shape, side), interpolation=interpolation)
+    return cv2.resize(grey, _letterbox_size(grey.shape, side), interpolation=interpolation)
 
 
 def _resize(image: np.ndarray, size: tuple[int, int], remainder: int) -> np.ndarray:
@@ -319,7 +312,8 @@ def _rescale(grey: np.ndarray, low: float, high: float) -> np.ndarray:
 
 
 def _letterbox_size(shape: tuple[int, ...], size: int) -> tuple[int, int]:
-    """(width, height) of an image of ``shape`` scaled to fit a ``size`` square, aspect ratio kept."""
+    """(width, height) of an image of ``shape`` scaled to fit a ``size`` square, aspect ratio kept:
+    the longer side becomes ``size`` (the model input, or the head-finding copy's ``MASK_SIDE``)."""
     height, width = shape[:2]
     scale = size / max(height, width)
     return max(1, min(size, int(round(width * scale)))), max(1, min(size, int(round(height * scale))))
