@@ -192,26 +192,27 @@ def load_bundle(model_dir: Path | None = None, *, keras: bool = True) -> ModelBu
 
 def _load_network(directory: Path, card: Mapping[str, Any]) -> OnnxNetwork | None:
     """The bundle's network file in ONNX Runtime, checked against the card; None when the card lists none."""
-    from mriscan.onnx_network import ONNX_FILE, load_network_file
+    from mriscan.onnx_network import load_network_file, network_file_name
 
     entry = card.get("network_file")
-    path = directory / Path(str((entry or {}).get("name", ONNX_FILE))).name  # as load_network_file finds it
     if entry and not _onnx_runtime_installed():
         raise ModelBundleError(
-            f"{path} is the network this model predicts with ({entry.get('precision', 'fp32')}) and needs ONNX "
-            "Runtime, which is not installed: pip install onnxruntime. (Keras is no stand-in: an int8 network's "
-            "thresholds were chosen on its own outputs.)")
+            f"{directory / network_file_name(entry)} is the network this model predicts with "
+            f"({entry.get('precision', 'fp32')}) and needs ONNX Runtime, which is not installed: pip install "
+            "onnxruntime. (Keras is no stand-in: an int8 network's thresholds were chosen on its own outputs.)")
     network = load_network_file(directory, card)
     if network is not None:
-        _check_input_size(network.input_shape[1:], card, path)
+        _check_input_size(network.input_shape[1:], card, directory / network_file_name(entry))
     return network
 
 
 def pinned_files(card: Mapping[str, Any]) -> dict[str, str]:
     """The bundle's files whose sha256 the card records: ``model.keras``, and ``model.onnx`` when listed."""
+    from mriscan.onnx_network import network_file_name
+
     files = {MODEL_FILE: str(card["model_id"])}
     if card.get("network_file"):
-        files[Path(str(card["network_file"]["name"])).name] = str(card["network_file"]["sha256"])  # as loaded
+        files[network_file_name(card["network_file"])] = str(card["network_file"]["sha256"])
     return files
 
 
@@ -280,9 +281,11 @@ def save_bundle(
         model.save(staging / MODEL_FILE)
         saved.update(card, model_id=file_sha256(staging / MODEL_FILE))
         saved.setdefault("created", datetime.now(timezone.utc).isoformat(timespec="seconds"))
+        from mriscan.onnx_network import network_file_name
+
         network_file = network if network is not None else _fp32_network_file(model)
         if network_file is not None:
-            (staging / Path(network_file.entry["name"]).name).write_bytes(network_file.data)
+            (staging / network_file_name(network_file.entry)).write_bytes(network_file.data)
             saved["network_file"] = network_file.entry
         write_card(saved, staging)
         if write_extras is not None:

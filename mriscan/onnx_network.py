@@ -364,6 +364,17 @@ def network_for_scan(model: Any, calibration_images: np.ndarray, check_images: n
     return NetworkFile(fp32.data, {**fp32.entry, "int8_refused": refusal})
 
 
+def network_file_name(entry: Mapping[str, Any]) -> str:
+    """The plain file name a card's ``network_file`` entry names: never a path outside the bundle.
+
+    Examples
+    --------
+    >>> network_file_name({"name": "../elsewhere/model.onnx"}), network_file_name({})
+    ('model.onnx', 'model.onnx')
+    """
+    return Path(str(entry.get("name", ONNX_FILE))).name
+
+
 def load_network_file(directory: Path, card: Mapping[str, Any], threads: int = 1) -> OnnxNetwork | None:
     """The bundle's ONNX network, verified against the card; None when the bundle has none.
 
@@ -375,7 +386,7 @@ def load_network_file(directory: Path, card: Mapping[str, Any], threads: int = 1
     entry = card.get("network_file")
     if not entry:
         return None
-    path = Path(directory) / Path(str(entry.get("name", ONNX_FILE))).name  # never outside the bundle
+    path = Path(directory) / network_file_name(entry)
     try:
         data = path.read_bytes()
     except OSError as error:
