@@ -167,7 +167,8 @@ def shift_robustness(bundle_dir: Path, folder: Path, limit: int = 200) -> dict[s
     bundle = load_bundle(bundle_dir)
     files = find_labelled_files([folder])
     files = [f for f in files if f.label == 1][:limit] + [f for f in files if f.label == 0][:limit]
-    pixels = [read_image(f.path)[0].pixels.astype(np.float32) for f in files]
+    least_side = bundle.preprocess_config.decode_least_side  # as scan decodes them
+    pixels = [read_image(f.path, least_side=least_side)[0].pixels.astype(np.float32) for f in files]
     labels = np.array([f.label for f in files])
     result = {}
     for name, shift in SHIFTS.items():
@@ -268,13 +269,14 @@ def shortcut_audit(limit: int = 3000) -> dict[str, float]:
 
     from mriscan.dataset import find_labelled_files
     from mriscan.imageio import read_image
-    from mriscan.preprocess import preprocess
+    from mriscan.preprocess import PreprocessConfig, preprocess
 
+    config = PreprocessConfig()
     files = find_labelled_files([DATA / "br35h"])[:limit]
     raw, processed, labels = [], [], []
     for f in files:
-        pixels = read_image(f.path)[0].pixels
-        model_input = preprocess(pixels)[..., 0]
+        pixels = read_image(f.path)[0].pixels  # stored size: the raw statistics are of the file
+        model_input = preprocess(read_image(f.path, least_side=config.decode_least_side)[0].pixels, config)[..., 0]
         height, width = pixels.shape
         raw.append([height, width, width / height, pixels.mean(), pixels.std(), (pixels > 10).mean()])
         content = model_input > 0.02

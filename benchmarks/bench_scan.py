@@ -136,7 +136,7 @@ def stage_costs(files: list[Path], model: Path | None, n: int = 1024) -> dict[st
     bundle = load_bundle(model, keras=False)  # as scan loads it: the ONNX network when the bundle has one
     config = bundle.preprocess_config
     data = [read_file_bytes(path) for path in sample]
-    decoded = [decode_bytes(blob)[0] for blob in data]
+    decoded = [decode_bytes(blob, least_side=config.decode_least_side)[0] for blob in data]
     inputs = [preprocess(image.pixels, config) for image in decoded]
     records = load_chunk(sample[:64], config, 10**9)
     bundle.predict(np.stack(inputs[:64]))  # builds the folded network and traces the graph
@@ -146,7 +146,8 @@ def stage_costs(files: list[Path], model: Path | None, n: int = 1024) -> dict[st
             cv2.resize(cv2.imread(str(path), cv2.IMREAD_GRAYSCALE), (150, 150), interpolation=cv2.INTER_AREA)
             for path in sample],
         "read + sha256": lambda: [bytes_sha256(read_file_bytes(path)) for path in sample],
-        "decode (colour check, grey)": lambda: [decode_bytes(blob) for blob in data],
+        "decode (colour check, grey)": lambda: [decode_bytes(blob, least_side=config.decode_least_side)
+                                                for blob in data],
         "preprocess": lambda: [preprocess(image.pixels, config) for image in decoded],
         "quality checks": lambda: [(low_quality_reasons(image.pixels), input_statistics(image.pixels, x))
                                    for image, x in zip(decoded, inputs, strict=True)],

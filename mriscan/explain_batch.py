@@ -273,7 +273,7 @@ def _outcomes(
 def _explain_job(job: _Job, explainer: Explainer, config: PreprocessConfig) -> list[_Explained | FailedCase]:
     """Read one file and explain each of its wanted frames; problems become FailedCase."""
     try:
-        frames = read_image(job.source)
+        frames = read_image(job.source, least_side=config.decode_least_side)
     except UnreadableImageError as error:
         return [FailedCase(job.display_path, str(error))]
     if job.frame is not None:

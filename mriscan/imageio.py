@@ -58,6 +58,12 @@ _JPEG_EOI = b"\xff\xd9"
 _JPEG_SOS = 0xDA
 _JPEG_STANDALONE_MARKERS = frozenset({0x01, 0xD8, *range(0xD0, 0xD8)})
 _JPEG_FRAME_MARKERS = frozenset(range(0xC0, 0xD0)) - {0xC4, 0xC8, 0xCC}
+_REDUCED_FLAGS = {
+    (2, 1): cv2.IMREAD_REDUCED_GRAYSCALE_2, (2, 3): cv2.IMREAD_REDUCED_COLOR_2,
+    (4, 1): cv2.IMREAD_REDUCED_GRAYSCALE_4, (4, 3): cv2.IMREAD_REDUCED_COLOR_4,
+    (8, 1): cv2.IMREAD_REDUCED_GRAYSCALE_8, (8, 3): cv2.IMREAD_REDUCED_COLOR_8,
+}
+"""OpenCV's flag for a JPEG decoded at 1/scale, by (scale, components)."""
 _TIFF_WIDTH_TAG, _TIFF_LENGTH_TAG, _TIFF_SHORT = 256, 257, 3
 _BYTES_PER_PIXEL_BOUND = 8
 _FILE_SIZE_SLACK = 64 * 1024 * 1024
@@ -113,13 +119,16 @@ class _Refusal(Exception):
         self.too_large = too_large
 
 
-def read_image(path: Path, max_pixels: int = DEFAULT_MAX_PIXELS) -> list[DecodedImage]:
+def read_image(
+    path: Path, max_pixels: int = DEFAULT_MAX_PIXELS, least_side: int | None = None
+) -> list[DecodedImage]:
     """Read and decode one file.
 
     Parameters
     ----------
     path : the file; symbolic links are followed.
     max_pixels : largest declared width x height (x frames) to decode.
+    least_side : as for :func:`decode_bytes`.
 
     Returns
     -------
@@ -134,10 +143,12 @@ def read_image(path: Path, max_pixels: int = DEFAULT_MAX_PIXELS) -> list[Decoded
         file, empty, damaged or unsupported content.
     """
     data = read_file_bytes(path, max_pixels)
-    return decode_bytes(data, max_pixels=max_pixels, name=str(path))
+    return decode_bytes(data, max_pixels=max_pixels, name=str(path), least_side=least_side)
 
 
-def decode_bytes(data: bytes, max_pixels: int = DEFAULT_MAX_PIXELS, name: str = "<bytes>") -> list[DecodedImage]:
+def decode_bytes(
+    data: bytes, max_pixels: int = DEFAULT_MAX_PIXELS, name: str = "<bytes>", least_side: int | None = None
+) -> list[DecodedImage]:
     """Decode the bytes of one image file, whatever their format.
 
     Parameters
@@ -145,6 +156,10 @@ def decode_bytes(data: bytes, max_pixels: int = DEFAULT_MAX_PIXELS, name: str = 
     data : the whole content of the file.
     max_pixels : largest declared width x height (x frames) to decode.
     name : how to name the file in error messages.
+    least_side : when given, an 8-bit JPEG is decoded at 1/2, 1/4 or 1/8 of its size, the
+        smallest that keeps at least this many pixels on each side (libjpeg's scaled inverse DCT:
+        decoding and shrinking in one, at about the cost of a full grey decode). Other formats,
+        and JPEGs too small to shrink, decode at full size.
 
     Returns
     -------
@@ -163,9 +178,12 @@ def decode_bytes(data: bytes, max_pixels: int = DEFAULT_MAX_PIXELS, name: str = 
     >>> [image] = decode_bytes(png.tobytes())
     >>> image.kind, image.pixels.shape, float(image.pixels.max())
     ('png', (2, 3), 7.0)
+    >>> ok, jpeg = cv2.imencode(".jpg", np.full((400, 640), 90, np.uint8))
+    >>> decode_bytes(jpeg.tobytes(), least_side=150)[0].pixels.shape  # 1/2: 200 px >= 150 on each side
+    (200, 320)
     """
     try:
-        return _decode(bytes(data), max_pixels)
+        return _decode(bytes(data), max_pixels, least_side)
     except _Refusal as refusal:
         error_type = ImageTooLargeError if refusal.too_large else UnreadableImageError
         raise error_type(f"Cannot read {name}: {refusal.problem}. {refusal.action}") from refusal
@@ -225,7 +243,7 @@ def _describe_os_error(error: OSError, path: Path) -> str:
     return f"the system could not read it ({error.strerror or type(error).__name__}). {_REEXPORT}"
 
 
-def _decode(data: bytes, max_pixels: int) -> list[DecodedImage]:
+def _decode(data: bytes, max_pixels: int, least_side: int | None) -> list[DecodedImage]:
     """Sniff the format, check the declared size, then decode."""
     if not data:
         raise _Refusal("the file is empty (0 bytes)", "The copy probably failed; " + _REEXPORT)
@@ -234,7 +252,8 @@ def _decode(data: bytes, max_pixels: int) -> list[DecodedImage]:
         return _decode_dicom(data, max_pixels, has_marker=kind == "dicom")
     width, height = _declared_size(kind, data)
     _check_pixel_budget(width, height, 1, max_pixels)
-    return [_decode_raster(data, kind)]
+    flag = _jpeg_reduced_flag(data, least_side) if kind == "jpeg" and least_side else cv2.IMREAD_UNCHANGED
+    return [_decode_raster(data, kind, flag)]
 
 
 def _sniff(data: bytes) -> str | None:
@@ -282,11 +301,31 @@ def _png_size(data: bytes) -> tuple[int, int]:
 
 def _jpeg_size(data: bytes) -> tuple[int, int]:
     """Width and height from the first JPEG frame header (SOFn)."""
+    width, height, _, _ = _jpeg_frame(data)
+    return width, height
+
+
+def _jpeg_frame(data: bytes) -> tuple[int, int, int, int]:
+    """Width, height, sample precision (bits) and number of components from the first JPEG frame header."""
     for marker, position in _jpeg_markers(data):
         if marker in _JPEG_FRAME_MARKERS:
-            height, width = struct.unpack(">HH", data[position + 5 : position + 9])
-            return width, height
+            precision, height, width, components = struct.unpack(">BHHB", data[position + 4 : position + 10])
+            return width, height, precision, components
     raise _Refusal("the JPEG file has no frame header (SOF); it is incomplete or damaged")
+
+
+def _jpeg_reduced_flag(data: bytes, least_side: int) -> int:
+    """The OpenCV flag that decodes this JPEG at the smallest scale keeping ``least_side`` pixels a side.
+
+    Only 8-bit grey or YCbCr JPEGs shrink (a 12-bit or CMYK one would change type or channels).
+    The reduced flags are the colour or grey ones of ``IMREAD_UNCHANGED``'s output, without the
+    EXIF rotation that ``IMREAD_UNCHANGED`` does not apply either.
+    """
+    width, height, precision, components = _jpeg_frame(data)
+    scale = next((s for s in (8, 4, 2) if min(width, height) // s >= least_side), 1)
+    if scale == 1 or precision != 8 or components not in (1, 3):
+        return cv2.IMREAD_UNCHANGED
+    return _REDUCED_FLAGS[scale, components] | cv2.IMREAD_IGNORE_ORIENTATION
 
 
 def _jpeg_markers(data: bytes) -> Iterator[tuple[int, int]]:
@@ -333,12 +372,12 @@ def _tiff_size(data: bytes) -> tuple[int, int]:
 # --- Raster decoding (OpenCV) -----------------------------------------------------------------
 
 
-def _decode_raster(data: bytes, kind: str) -> DecodedImage:
-    """Decode a JPEG, PNG, BMP or TIFF into grey, recovering a missing end marker."""
+def _decode_raster(data: bytes, kind: str, flag: int) -> DecodedImage:
+    """Decode a JPEG, PNG, BMP or TIFF into grey with OpenCV's ``flag``, recovering a missing end marker."""
     if kind == "png":
         _check_png_chunks(data)
     end_marker = _missing_end_marker(kind, data)
-    decoded = cv2.imdecode(np.frombuffer(data + end_marker, np.uint8), cv2.IMREAD_UNCHANGED)
+    decoded = cv2.imdecode(np.frombuffer(data + end_marker, np.uint8), flag)
     if decoded is None or decoded.size == 0:
         raise _Refusal(f"the {_FORMAT_NAMES[kind]} data is damaged or incomplete and could not be decoded")
     warnings: tuple[str, ...] = ()

@@ -83,7 +83,7 @@ def load_file(
         return [LoadedImage(path=path, sha256=_sha256_or_empty(path), error=str(error))]
     sha256 = bytes_sha256(data)  # the bytes that are decoded, read once
     try:
-        decoded = decode_bytes(data, max_pixels=max_pixels, name=str(path))
+        decoded = decode_bytes(data, max_pixels=max_pixels, name=str(path), least_side=config.decode_least_side)
     except MriscanError as error:
         return [LoadedImage(path=path, sha256=sha256, error=str(error))]
     return [_load_frame(path, sha256, image, config) for image in decoded]

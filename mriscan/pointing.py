@@ -52,7 +52,7 @@ def pointing_game(bundle: ModelBundle, pairs: Sequence[tuple[Path, Path]], metho
                                seed=seed)
     hits, shares = 0, []
     for image_path, mask_path in pairs:
-        pixels = read_image(image_path)[0].pixels
+        pixels = read_image(image_path, least_side=config.decode_least_side)[0].pixels
         lesion = project_mask(cv2.imread(str(mask_path), cv2.IMREAD_GRAYSCALE) > 127, pixels, config)
         model_input = preprocess(pixels, config)
         hits += pointing_game_hit(explainer.explain(model_input).weights, lesion)

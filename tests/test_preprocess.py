@@ -79,7 +79,7 @@ def test_a_card_without_a_version_was_trained_with_version_1():
     card_entry = {"name": "crop-percentile-letterbox", "mask_side": 128, "image_size": 150, "crop_to_head": True,
                   "low_percentile": 1.0, "high_percentile": 99.5, "margin": 0.03}
     assert PreprocessConfig.from_dict(card_entry).version == 1
-    assert PreprocessConfig().version == 2  # new models
+    assert PreprocessConfig().version == 3  # new models
 
 
 def test_an_unknown_version_asks_for_an_upgrade():
