@@ -181,15 +181,21 @@ def _largest_bright_region(as_byte: np.ndarray) -> np.ndarray:
         return np.ones(as_byte.shape, dtype=bool)
     otsu, _ = cv2.threshold(as_byte, 0, 255, cv2.THRESH_BINARY + cv2.THRESH_OTSU)
     # Half of Otsu's level keeps dark tissue (CSF on T1) inside the head.
-    foreground = (as_byte > max(otsu * 0.5, 4)).view(np.uint8)
-    # 16-bit labels: a 128-pixel copy has at most 8,192 regions, and they are written faster.
-    count, labels, stats, _ = cv2.connectedComponentsWithStats(foreground, connectivity=8, ltype=cv2.CV_16U)
+    foreground = as_byte > max(otsu * 0.5, 4)
+    # 16-bit labels: a 128-pixel copy has at most 8,192 regions, and they are written faster. Labels
+    # without statistics: OpenCV's per-region statistics cost twice the labelling itself.
+    count, labels = cv2.connectedComponents(foreground.view(np.uint8), connectivity=8, ltype=cv2.CV_16U)
     if count <= 1:
         return np.ones(as_byte.shape, dtype=bool)
-    largest = 1 + int(np.argmax(stats[1:, cv2.CC_STAT_AREA]))
-    if stats[largest, cv2.CC_STAT_AREA] < 0.02 * as_byte.size:
+    if count == 2:  # one region, the foreground itself (most slices: the head alone)
+        region, area = foreground, cv2.countNonZero(foreground.view(np.uint8))
+    else:
+        areas = np.bincount(labels.ravel(), minlength=count)
+        largest = 1 + int(np.argmax(areas[1:]))
+        region, area = labels == largest, areas[largest]
+    if area < 0.02 * as_byte.size:
         return np.ones(as_byte.shape, dtype=bool)
-    return labels == largest
+    return region
 
 
 def _min_max(grey: np.ndarray) -> np.ndarray:

@@ -277,6 +277,87 @@ def test_truncated_jpeg_is_recovered_with_a_warning() -> None:
     assert image.pixels.shape == (128, 128)
 
 
+# --- Reduced JPEG decoding (least_side, preprocessing version 3) -----------------------------
+
+
+@pytest.mark.parametrize(("shape", "least_side", "expected"), [
+    ((700, 1300), 150, (175, 325)),  # 1/4: 175 >= 150, 1/8 would leave 87
+    ((600, 600), 150, (150, 150)),  # 1/4 exactly
+    ((299, 1000), 150, (299, 1000)),  # 1/2 would leave 149 on the short side
+    ((2400, 1600), 150, (300, 200)),  # 1/8 at most
+])
+def test_a_large_jpeg_decodes_at_the_smallest_scale_keeping_least_side(shape, least_side, expected) -> None:
+    jpeg = _encode(".jpg", _head(*shape))
+
+    image = _only(decode_bytes(jpeg, least_side=least_side))
+
+    assert image.pixels.shape == expected
+    assert image.pixels.dtype == np.uint8 and not image.had_colour
+    full = _only(decode_bytes(jpeg)).pixels
+    shrunk = cv2.resize(full, expected[::-1], interpolation=cv2.INTER_AREA)
+    assert np.abs(image.pixels.astype(int) - shrunk).mean() < 2  # libjpeg's scaled IDCT: a proper average
+
+
+def test_reduced_decoding_is_libjpegs_for_grey_and_colour_jpegs() -> None:
+    grey = _encode(".jpg", _head(400, 400))  # one component
+    colour = _encode(".jpg", cv2.cvtColor(_head(400, 400), cv2.COLOR_GRAY2BGR))  # grey stored as YCbCr
+
+    for data, flag in ((grey, cv2.IMREAD_REDUCED_GRAYSCALE_2), (colour, cv2.IMREAD_REDUCED_COLOR_2)):
+        expected = cv2.imdecode(np.frombuffer(data, np.uint8), flag)
+        image = _only(decode_bytes(data, least_side=200))
+        np.testing.assert_array_equal(image.pixels, expected if expected.ndim == 2 else expected[..., 0])
+        assert not image.had_colour
+
+
+def test_colour_content_is_still_found_in_a_reduced_jpeg() -> None:
+    pixels = cv2.cvtColor(_head(800, 800), cv2.COLOR_GRAY2BGR)
+    cv2.circle(pixels, (400, 400), 200, (0, 0, 255), 1)  # a one-pixel red contour
+
+    image = _only(decode_bytes(_encode(".jpg", pixels), least_side=100))
+
+    assert image.pixels.shape == (100, 100)
+    assert image.had_colour
+
+
+def test_reduced_decoding_ignores_exif_rotation_as_full_decoding_does() -> None:
+    jpeg = _encode(".jpg", _head(400, 600))
+    # An APP1 Exif segment saying "rotate 90 degrees" (orientation 6) right after the start of image.
+    tiff = b"II*\x00" + struct.pack("<IHHHIHHI", 8, 1, 0x0112, 3, 1, 6, 0, 0)
+    app1 = b"\xff\xe1" + struct.pack(">H", 2 + 6 + len(tiff)) + b"Exif\x00\x00" + tiff
+    rotated = jpeg[:2] + app1 + jpeg[2:]
+    assert cv2.imdecode(np.frombuffer(rotated, np.uint8), cv2.IMREAD_REDUCED_COLOR_2).shape[:2] == (300, 200)
+
+    assert _only(decode_bytes(rotated)).pixels.shape == (400, 600)
+    assert _only(decode_bytes(rotated, least_side=150)).pixels.shape == (200, 300)
+
+
+def test_a_truncated_large_jpeg_is_recovered_reduced_with_a_warning() -> None:
+    jpeg = _encode(".jpg", _head(400, 400))
+
+    image = _only(decode_bytes(jpeg[: len(jpeg) // 2], least_side=150))
+
+    assert image.warnings == (TRUNCATED_WARNING,)
+    assert image.pixels.shape == (200, 200)
+
+
+def test_other_formats_are_never_reduced() -> None:
+    for extension in (".png", ".bmp", ".tif"):
+        assert _only(decode_bytes(_encode(extension, _head(400, 400)), least_side=100)).pixels.shape == (400, 400)
+
+
+def test_only_8_bit_grey_or_ycbcr_jpegs_are_reduced() -> None:
+    from mriscan.imageio import _jpeg_reduced_flag
+
+    def frame_header(precision: int, components: int) -> bytes:
+        return b"\xff\xd8\xff\xc0" + struct.pack(">HBHHB", 8 + 3 * components, precision, 800, 800, components)
+
+    assert _jpeg_reduced_flag(frame_header(8, 3), 150) == cv2.IMREAD_REDUCED_COLOR_4 | cv2.IMREAD_IGNORE_ORIENTATION
+    assert _jpeg_reduced_flag(frame_header(8, 1), 150) == (
+        cv2.IMREAD_REDUCED_GRAYSCALE_4 | cv2.IMREAD_IGNORE_ORIENTATION)
+    assert _jpeg_reduced_flag(frame_header(12, 1), 150) == cv2.IMREAD_UNCHANGED  # would become 8-bit
+    assert _jpeg_reduced_flag(frame_header(8, 4), 150) == cv2.IMREAD_UNCHANGED  # CMYK
+
+
 def test_jpeg_cut_inside_its_header_raises() -> None:
     jpeg = _encode(".jpg", _head())
 
@@ -613,7 +694,7 @@ _SEEDS = {
 
 def _decodes_or_refuses(data: bytes) -> None:
     try:
-        images = decode_bytes(data, max_pixels=1_000_000)
+        images = decode_bytes(data, max_pixels=1_000_000, least_side=4)  # the seeds shrink: the reduced path
     except UnreadableImageError:
         return
     assert images and all(isinstance(image, DecodedImage) for image in images)

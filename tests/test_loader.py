@@ -25,6 +25,23 @@ def test_record_holds_the_model_input_and_the_files_sha256(tmp_path: Path, write
     assert record.statistics["aspect_ratio"] > 1 and not record.had_colour
 
 
+def test_version_3_decodes_a_large_jpeg_reduced_and_version_2_at_full_size(tmp_path: Path) -> None:
+    import cv2
+
+    from mriscan.imageio import decode_bytes
+
+    path = tmp_path / "large.jpg"
+    cv2.imwrite(str(path), cv2.resize(brain_like(4), (520, 400)).astype(np.uint8))
+    data = path.read_bytes()
+
+    for version, least_side in ((3, 150), (2, None)):
+        config = PreprocessConfig(version=version)
+        [record] = load_file(path, config)
+        expected = preprocess(decode_bytes(data, least_side=least_side)[0].pixels, config)
+        np.testing.assert_array_equal(record.model_input, expected)
+    assert decode_bytes(data, least_side=150)[0].pixels.shape == (200, 260)
+
+
 def test_unreadable_files_become_records(tmp_path: Path) -> None:
     damaged = tmp_path / "damaged.png"
     damaged.write_bytes(b"\x89PNG\r\n\x1a\n" + b"\x00" * 40)

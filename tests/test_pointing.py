@@ -29,6 +29,18 @@ def test_projected_mask_lands_where_the_lesion_is_drawn():
     assert projected.any() and model_input[projected].mean() > 0.9 > model_input[~projected].mean()
 
 
+def test_a_mask_of_the_stored_image_is_projected_onto_reduced_pixels():
+    pixels = np.zeros((600, 400), np.float32)
+    cv2.ellipse(pixels, (200, 300), (160, 240), 0, 0, 360, 100.0, -1)
+    lesion = np.zeros_like(pixels, bool)
+    lesion[280:320, 180:220] = True
+    reduced = cv2.resize(pixels, (200, 300), interpolation=cv2.INTER_AREA)  # a JPEG decoded at 1/2
+
+    config = PreprocessConfig(image_size=96)
+    np.testing.assert_array_equal(project_mask(lesion, reduced, config),
+                                  project_mask(lesion[::2, ::2], reduced, config))
+
+
 def test_every_sample_lesion_has_a_mask_inside_the_head():
     pairs = lesion_pairs(SAMPLE)
     assert len(pairs) == len(list((SAMPLE / "yes").iterdir()))
