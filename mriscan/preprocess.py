@@ -30,6 +30,7 @@ Two versions of the arithmetic exist; the model card says which one a model was 
 
 from __future__ import annotations
 
+import math
 from dataclasses import asdict, dataclass
 
 import cv2
@@ -177,7 +178,8 @@ def _head_mask_8bit(small: np.ndarray) -> np.ndarray:
 def _largest_bright_region(as_byte: np.ndarray) -> np.ndarray:
     """The largest connected region above half of Otsu's level of a blurred 8-bit image; all of it
     when there is no clear foreground."""
-    if int(as_byte.max()) - int(as_byte.min()) < 8:
+    darkest, brightest, _, _ = cv2.minMaxLoc(as_byte)
+    if brightest - darkest < 8:
         return np.ones(as_byte.shape, dtype=bool)
     otsu, _ = cv2.threshold(as_byte, 0, 255, cv2.THRESH_BINARY + cv2.THRESH_OTSU)
     # Half of Otsu's level keeps dark tissue (CSF on T1) inside the head.
@@ -190,7 +192,7 @@ def _largest_bright_region(as_byte: np.ndarray) -> np.ndarray:
     if count == 2:  # one region, the foreground itself (most slices: the head alone)
         region, area = foreground, cv2.countNonZero(foreground.view(np.uint8))
     else:
-        areas = np.bincount(labels.ravel(), minlength=count)
+        areas = cv2.calcHist([labels], [0], None, [count], [0, count]).ravel()  # pixels per label
         largest = 1 + int(np.argmax(areas[1:]))
         region, area = labels == largest, areas[largest]
     if area < 0.02 * as_byte.size:
@@ -260,7 +262,7 @@ def _resize(image: np.ndarray, size: tuple[int, int], remainder: int) -> np.ndar
 def _scaled_span(start: int, stop: int, small_length: int, full_length: int) -> slice:
     """The slice of the full-resolution axis covered by ``start:stop`` on the shrunk axis."""
     factor = full_length / small_length
-    return slice(max(0, int(np.floor(start * factor))), min(full_length, int(np.ceil(stop * factor))))
+    return slice(max(0, math.floor(start * factor)), min(full_length, math.ceil(stop * factor)))
 
 
 def _percentiles(small: np.ndarray, mask: np.ndarray, low_pct: float, high_pct: float) -> tuple[float, float]:
@@ -297,16 +299,15 @@ def linear_percentiles(values: np.ndarray, percents: tuple[float, ...]) -> list[
 
 def _percentiles_of_counts(counts: np.ndarray, percents: tuple[float, ...]) -> list[float]:
     """:func:`linear_percentiles` of 8-bit values given as their histogram (``counts[v]``: how many are v)."""
-    ends = np.cumsum(counts.astype(np.int64))  # ends[v]: how many values are <= v
+    ends = np.cumsum(counts, dtype=np.int64)  # ends[v]: how many values are <= v
     last = int(ends[-1]) - 1
     positions = [percent / 100 * last for percent in percents]
-    below = [int(np.floor(position)) for position in positions]
-
-    def ranked(index: int) -> np.generic:
-        return np.uint8(np.searchsorted(ends, index, side="right"))
-
-    return [_lerp(ranked(low), ranked(min(low + 1, last)), position - low)
-            for low, position in zip(below, positions, strict=True)]
+    below = [math.floor(position) for position in positions]
+    # The values ranked low and low + 1 for each percentile, found in one search.
+    ranks = [rank for low in below for rank in (low, min(low + 1, last))]
+    values = np.searchsorted(ends, ranks, side="right").astype(np.uint8)
+    return [_lerp(values[2 * i], values[2 * i + 1], position - low)
+            for i, (low, position) in enumerate(zip(below, positions, strict=True))]
 
 
 def _lerp(low: np.generic, high: np.generic, fraction: float) -> float:
