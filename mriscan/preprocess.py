@@ -15,7 +15,7 @@ Two versions of the arithmetic exist; the model card says which one a model was 
   full resolution, then shrunk again. Area averaging by a non-integer factor takes OpenCV's
   generic path (~0.3-0.6 ms per 300-500 px slice here), and the two resizes plus the full-size
   float copies were about a third of scan's CPU per file.
-* version 2 (new models): the image stays in its decoded type (8-bit for most slices); each
+* version 2: the image stays in its decoded type (8-bit for most slices); each
   shrink first averages whole k x k blocks (OpenCV's fast integer path), then resamples the
   remaining factor (under 2) bilinearly; the head is found in 8 bits; intensities are rescaled
   after the final resize, on 150x150 values only (8-bit ones through a table). Same steps, about
