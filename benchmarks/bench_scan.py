@@ -6,13 +6,13 @@ Prints, for the files of ``--data`` (repeated ``--repeat`` times through symlink
 - decode-only bound: files/s to decode (grey) and resize (150x150) with all cores (joblib);
 - mriscan scan: files/s end to end, start-up (a scan of one file), marginal throughput and its
   ratio to the decode-only bound. The marginal throughput is the two-point rate
-  (N - K) / (T_N - T_K) between a scan of all N files and one of K = 512 of them, spread over the
-  set (eight chunks, so both worker processes start): every fixed cost is removed, the worker processes' start-up
-  included, which a one-file scan (no workers) does not pay. The bound's worker processes are
+  (N - K) / (T_N - T_K) between a scan of all N files and one of K = 512 of them, spread over
+  the set (eight chunks, so both worker processes start): every fixed cost is removed, the worker
+  processes' start-up included, which a one-file scan (no workers) does not pay. The bound's worker processes are
   started before it is timed, for the same reason. The older estimate, N / (T_N - T_1) with the
   one-file scan, is printed beside it;
 - peak memory (RSS summed over the scan process and its workers, sampled every 0.2 s);
-- CPU time per file of the bound and of the scan (start-up removed), and their ratio: on a shared
+- CPU time per file of the bound and of the scan (two-point, as above), and their ratio: on a shared
   machine the files/s figures move with what else runs, the CPU cost per file much less so;
 - CPU per file of each stage (read, decode, preprocess, quality checks, network, rows) in one
   process, against the bound's, so the sum can be set against what the 0.5x target leaves;
@@ -232,7 +232,7 @@ def main() -> None:
 
 
 def measure_round(links: list[Path], tmp_path: Path, model: Path | None, composition: str, number: int) -> float:
-    """One bound, a one-file, a first-K-files and a full scan; print their figures and return the marginal ratio."""
+    """One bound, a one-file, a K-file and a full scan; print their figures and return the marginal ratio."""
     load_before = os.getloadavg()[0]
     bound, bound_cpu = decode_only(links)
     startup, _, startup_cpu = timed_scan(tmp_path / "one", tmp_path / f"one-{number}.csv", model)

@@ -8,7 +8,7 @@ differences and leaves the anatomy, including any lesion, as it is:
 2. rescale intensities between robust percentiles of the head, so scanner scaling goes;
 3. letterbox to a square keeping the aspect ratio, so the image shape goes.
 
-Two versions of the arithmetic exist; the model card says which one a model was trained with
+Three versions of the arithmetic exist; the model card says which one a model was trained with
 (``version``; cards without it are version 1), and scan repeats it:
 
 * version 1: the image is converted to float32, shrunk with OpenCV's area averaging, rescaled at
@@ -26,7 +26,6 @@ Two versions of the arithmetic exist; the model card says which one a model was 
   step, at about the cost of a full grey decode: decoding a large JPEG in colour and checking its
   channels was the largest single cost of scan (~0.6-0.8 ms of ~2 ms per Br35H file).
 """
-
 
 from __future__ import annotations
 

@@ -281,3 +281,27 @@ def test_bad_settings_are_refused(incoming: Path, bundle: ModelBundle, options: 
 def test_a_missing_target_is_refused(tmp_path: Path, bundle: ModelBundle) -> None:
     with pytest.raises(ExplainError, match="does not exist"):
         _explain(tmp_path / "nowhere", bundle)
+
+
+@pytest.mark.parametrize("version", [2, 3])
+def test_explain_decodes_a_large_jpeg_as_scan_does(tmp_path: Path, version: int) -> None:
+    import cv2
+    from conftest import brain_like
+
+    from mriscan.explain_batch import _explain_job, _Job
+    from mriscan.imageio import decode_bytes
+    from mriscan.preprocess import PreprocessConfig, preprocess
+
+    path = tmp_path / "large.jpg"
+    cv2.imwrite(str(path), cv2.resize(brain_like(3), (640, 480)).astype(np.uint8))
+    config = PreprocessConfig(version=version)
+
+    class _NoExplanation:
+        def explain(self, image: np.ndarray) -> None:
+            return None
+
+    [explained] = _explain_job(_Job(source=path, display_path="large.jpg"), _NoExplanation(), config)
+
+    decoded = decode_bytes(path.read_bytes(), least_side=config.decode_least_side)[0].pixels
+    assert decoded.shape == ((240, 320) if version == 3 else (480, 640))
+    np.testing.assert_array_equal(explained.image, preprocess(decoded, config))
