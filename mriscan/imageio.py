@@ -58,6 +58,7 @@ _JPEG_EOI = b"\xff\xd9"
 _JPEG_SOS = 0xDA
 _JPEG_STANDALONE_MARKERS = frozenset({0x01, 0xD8, *range(0xD0, 0xD8)})
 _JPEG_FRAME_MARKERS = frozenset(range(0xC0, 0xD0)) - {0xC4, 0xC8, 0xCC}
+_JPEG_SCALABLE_FRAMES = frozenset({0xC0, 0xC1, 0xC2})  # Huffman DCT: baseline, extended, progressive
 _REDUCED_FLAGS = {
     (2, 1): cv2.IMREAD_REDUCED_GRAYSCALE_2, (2, 3): cv2.IMREAD_REDUCED_COLOR_2,
     (4, 1): cv2.IMREAD_REDUCED_GRAYSCALE_4, (4, 3): cv2.IMREAD_REDUCED_COLOR_4,
@@ -301,29 +302,31 @@ def _png_size(data: bytes) -> tuple[int, int]:
 
 def _jpeg_size(data: bytes) -> tuple[int, int]:
     """Width and height from the first JPEG frame header (SOFn)."""
-    width, height, _, _ = _jpeg_frame(data)
+    _, width, height, _, _ = _jpeg_frame(data)
     return width, height
 
 
-def _jpeg_frame(data: bytes) -> tuple[int, int, int, int]:
-    """Width, height, sample precision (bits) and number of components from the first JPEG frame header."""
+def _jpeg_frame(data: bytes) -> tuple[int, int, int, int, int]:
+    """The first JPEG frame header: its marker (SOFn), width, height, sample precision (bits) and
+    number of components."""
     for marker, position in _jpeg_markers(data):
         if marker in _JPEG_FRAME_MARKERS:
             precision, height, width, components = struct.unpack(">BHHB", data[position + 4 : position + 10])
-            return width, height, precision, components
+            return marker, width, height, precision, components
     raise _Refusal("the JPEG file has no frame header (SOF); it is incomplete or damaged")
 
 
 def _jpeg_reduced_flag(data: bytes, least_side: int) -> int:
     """The OpenCV flag that decodes this JPEG at the smallest scale keeping ``least_side`` pixels a side.
 
-    Only 8-bit grey or YCbCr JPEGs shrink (a 12-bit or CMYK one would change type or channels).
+    Only Huffman-coded DCT JPEGs (baseline, extended, progressive) in 8-bit grey or YCbCr shrink:
+    a lossless one has no DCT to scale, and a 12-bit or CMYK one would change type or channels.
     The reduced flags are the colour or grey ones of ``IMREAD_UNCHANGED``'s output, without the
     EXIF rotation that ``IMREAD_UNCHANGED`` does not apply either.
     """
-    width, height, precision, components = _jpeg_frame(data)
+    marker, width, height, precision, components = _jpeg_frame(data)
     scale = next((s for s in (8, 4, 2) if min(width, height) // s >= least_side), 1)
-    if scale == 1 or precision != 8 or components not in (1, 3):
+    if scale == 1 or marker not in _JPEG_SCALABLE_FRAMES or precision != 8 or components not in (1, 3):
         return cv2.IMREAD_UNCHANGED
     return _REDUCED_FLAGS[scale, components] | cv2.IMREAD_IGNORE_ORIENTATION
 
@@ -378,6 +381,8 @@ def _decode_raster(data: bytes, kind: str, flag: int) -> DecodedImage:
         _check_png_chunks(data)
     end_marker = _missing_end_marker(kind, data)
     decoded = cv2.imdecode(np.frombuffer(data + end_marker, np.uint8), flag)
+    if decoded is None and flag != cv2.IMREAD_UNCHANGED:  # a reduced decode never refuses what a full one reads
+        decoded = cv2.imdecode(np.frombuffer(data + end_marker, np.uint8), cv2.IMREAD_UNCHANGED)
     if decoded is None or decoded.size == 0:
         raise _Refusal(f"the {_FORMAT_NAMES[kind]} data is damaged or incomplete and could not be decoded")
     warnings: tuple[str, ...] = ()

@@ -348,14 +348,32 @@ def test_other_formats_are_never_reduced() -> None:
 def test_only_8_bit_grey_or_ycbcr_jpegs_are_reduced() -> None:
     from mriscan.imageio import _jpeg_reduced_flag
 
-    def frame_header(precision: int, components: int) -> bytes:
-        return b"\xff\xd8\xff\xc0" + struct.pack(">HBHHB", 8 + 3 * components, precision, 800, 800, components)
+    def frame_header(precision: int, components: int, marker: int = 0xC0) -> bytes:
+        return b"\xff\xd8\xff" + bytes([marker]) + struct.pack(
+            ">HBHHB", 8 + 3 * components, precision, 800, 800, components)
 
     assert _jpeg_reduced_flag(frame_header(8, 3), 150) == cv2.IMREAD_REDUCED_COLOR_4 | cv2.IMREAD_IGNORE_ORIENTATION
     assert _jpeg_reduced_flag(frame_header(8, 1), 150) == (
         cv2.IMREAD_REDUCED_GRAYSCALE_4 | cv2.IMREAD_IGNORE_ORIENTATION)
+    assert _jpeg_reduced_flag(frame_header(8, 1, marker=0xC2), 150) == (  # progressive
+        cv2.IMREAD_REDUCED_GRAYSCALE_4 | cv2.IMREAD_IGNORE_ORIENTATION)
     assert _jpeg_reduced_flag(frame_header(12, 1), 150) == cv2.IMREAD_UNCHANGED  # would become 8-bit
     assert _jpeg_reduced_flag(frame_header(8, 4), 150) == cv2.IMREAD_UNCHANGED  # CMYK
+    assert _jpeg_reduced_flag(frame_header(8, 1, marker=0xC3), 150) == cv2.IMREAD_UNCHANGED  # lossless: no DCT
+
+
+def test_a_progressive_jpeg_is_reduced_too() -> None:
+    ok, encoded = cv2.imencode(".jpg", _head(600, 600), [cv2.IMWRITE_JPEG_PROGRESSIVE, 1])
+
+    assert _only(decode_bytes(encoded.tobytes(), least_side=150)).pixels.shape == (150, 150)
+
+
+def test_a_jpeg_the_reduced_decoder_refuses_is_decoded_at_full_size(monkeypatch: pytest.MonkeyPatch) -> None:
+    jpeg = _encode(".jpg", _head(400, 400))
+    full_decode = cv2.imdecode
+    monkeypatch.setattr(cv2, "imdecode", lambda buffer, flag: full_decode(buffer, flag) if flag == -1 else None)
+
+    assert _only(decode_bytes(jpeg, least_side=150)).pixels.shape == (400, 400)
 
 
 def test_jpeg_cut_inside_its_header_raises() -> None:
