@@ -24,7 +24,7 @@ import struct
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, NamedTuple
 
 import cv2
 import numpy as np
@@ -251,9 +251,10 @@ def _decode(data: bytes, max_pixels: int, least_side: int | None) -> list[Decode
     kind = _sniff(data)
     if kind is None or kind == "dicom":
         return _decode_dicom(data, max_pixels, has_marker=kind == "dicom")
-    width, height = _declared_size(kind, data)
-    _check_pixel_budget(width, height, 1, max_pixels)
-    flag = _jpeg_reduced_flag(data, least_side) if kind == "jpeg" and least_side else cv2.IMREAD_UNCHANGED
+    header = _declared_header(kind, data)
+    _check_pixel_budget(header[0], header[1], 1, max_pixels)
+    reduce = isinstance(header, _JpegFrame) and least_side
+    flag = _jpeg_reduced_flag(header, least_side) if reduce else cv2.IMREAD_UNCHANGED
     return [_decode_raster(data, kind, flag)]
 
 
@@ -283,9 +284,9 @@ def _check_pixel_budget(width: int, height: int, frames: int, max_pixels: int) -
 # --- Declared sizes, read from the headers without decoding -----------------------------------
 
 
-def _declared_size(kind: str, data: bytes) -> tuple[int, int]:
-    """Return the (width, height) a raster header declares."""
-    parsers = {"png": _png_size, "jpeg": _jpeg_size, "bmp": _bmp_size, "tiff": _tiff_size}
+def _declared_header(kind: str, data: bytes) -> tuple[int, ...]:
+    """Return what a raster header declares: (width, height, ...), a :class:`_JpegFrame` for a JPEG."""
+    parsers = {"png": _png_size, "jpeg": _jpeg_frame, "bmp": _bmp_size, "tiff": _tiff_size}
     try:
         return parsers[kind](data)
     except struct.error as error:
@@ -300,23 +301,26 @@ def _png_size(data: bytes) -> tuple[int, int]:
     return width, height
 
 
-def _jpeg_size(data: bytes) -> tuple[int, int]:
-    """Width and height from the first JPEG frame header (SOFn)."""
-    _, width, height, _, _ = _jpeg_frame(data)
-    return width, height
+class _JpegFrame(NamedTuple):
+    """What the first JPEG frame header (SOFn) declares."""
+
+    width: int
+    height: int
+    marker: int
+    precision: int
+    components: int
 
 
-def _jpeg_frame(data: bytes) -> tuple[int, int, int, int, int]:
-    """The first JPEG frame header: its marker (SOFn), width, height, sample precision (bits) and
-    number of components."""
+def _jpeg_frame(data: bytes) -> _JpegFrame:
+    """The first JPEG frame header, read once per file: for the pixel budget and the decoding scale."""
     for marker, position in _jpeg_markers(data):
         if marker in _JPEG_FRAME_MARKERS:
             precision, height, width, components = struct.unpack(">BHHB", data[position + 4 : position + 10])
-            return marker, width, height, precision, components
+            return _JpegFrame(width, height, marker, precision, components)
     raise _Refusal("the JPEG file has no frame header (SOF); it is incomplete or damaged")
 
 
-def _jpeg_reduced_flag(data: bytes, least_side: int) -> int:
+def _jpeg_reduced_flag(frame: _JpegFrame, least_side: int) -> int:
     """The OpenCV flag that decodes this JPEG at the smallest scale keeping ``least_side`` pixels a side.
 
     Only Huffman-coded DCT JPEGs (baseline, extended, progressive) in 8-bit grey or YCbCr shrink:
@@ -324,11 +328,11 @@ def _jpeg_reduced_flag(data: bytes, least_side: int) -> int:
     The reduced flags are the colour or grey ones of ``IMREAD_UNCHANGED``'s output, without the
     EXIF rotation that ``IMREAD_UNCHANGED`` does not apply either.
     """
-    marker, width, height, precision, components = _jpeg_frame(data)
-    scale = next((s for s in (8, 4, 2) if min(width, height) // s >= least_side), 1)
-    if scale == 1 or marker not in _JPEG_SCALABLE_FRAMES or precision != 8 or components not in (1, 3):
+    scale = next((s for s in (8, 4, 2) if min(frame.width, frame.height) // s >= least_side), 1)
+    if (scale == 1 or frame.marker not in _JPEG_SCALABLE_FRAMES or frame.precision != 8
+            or frame.components not in (1, 3)):
         return cv2.IMREAD_UNCHANGED
-    return _REDUCED_FLAGS[scale, components] | cv2.IMREAD_IGNORE_ORIENTATION
+    return _REDUCED_FLAGS[scale, frame.components] | cv2.IMREAD_IGNORE_ORIENTATION
 
 
 def _jpeg_markers(data: bytes) -> Iterator[tuple[int, int]]:

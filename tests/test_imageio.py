@@ -346,11 +346,11 @@ def test_other_formats_are_never_reduced() -> None:
 
 
 def test_only_8_bit_grey_or_ycbcr_jpegs_are_reduced() -> None:
-    from mriscan.imageio import _jpeg_reduced_flag
+    from mriscan.imageio import _jpeg_frame, _jpeg_reduced_flag
 
-    def frame_header(precision: int, components: int, marker: int = 0xC0) -> bytes:
-        return b"\xff\xd8\xff" + bytes([marker]) + struct.pack(
-            ">HBHHB", 8 + 3 * components, precision, 800, 800, components)
+    def frame_header(precision: int, components: int, marker: int = 0xC0) -> object:
+        return _jpeg_frame(b"\xff\xd8\xff" + bytes([marker]) + struct.pack(
+            ">HBHHB", 8 + 3 * components, precision, 800, 800, components))
 
     assert _jpeg_reduced_flag(frame_header(8, 3), 150) == cv2.IMREAD_REDUCED_COLOR_4 | cv2.IMREAD_IGNORE_ORIENTATION
     assert _jpeg_reduced_flag(frame_header(8, 1), 150) == (
