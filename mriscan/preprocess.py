@@ -137,7 +137,7 @@ def project_mask(mask: np.ndarray, pixels: np.ndarray, config: PreprocessConfig 
 
 
 def _plan(pixels: np.ndarray, config: PreprocessConfig) -> tuple[np.ndarray, tuple[slice, slice], tuple[float, float]]:
-    """The grey image (float32 in version 1, its own type in version 2), the crop to the head, and the
+    """The grey image (float32 in version 1, its own type from version 2 on), the crop to the head, and the
     intensity percentiles."""
     grey = np.asarray(pixels)
     if config.version == 1 or grey.dtype not in _NATIVE_TYPES:
@@ -145,7 +145,7 @@ def _plan(pixels: np.ndarray, config: PreprocessConfig) -> tuple[np.ndarray, tup
     if grey.ndim != 2 or min(grey.shape) < 1:
         raise ValueError(f"preprocess expects a 2-D grey image; received shape {grey.shape}")
     # Only floating point holds NaN or infinity (DICOM values, converted colour). The whole image is
-    # checked: version 2's shrunk copy leaves out up to k - 1 border rows and columns.
+    # checked: from version 2 on, the shrunk copy leaves out up to k - 1 border rows and columns.
     if grey.dtype == np.float32 and not np.isfinite(grey).all():
         grey = np.nan_to_num(grey, nan=0.0, posinf=0.0, neginf=0.0)
     small = _mask_copy(grey, config.version)
@@ -169,7 +169,7 @@ def head_mask(unit: np.ndarray) -> np.ndarray:
 
 
 def _head_mask_8bit(small: np.ndarray) -> np.ndarray:
-    """Version 2's :func:`head_mask`: scaled to 0..255 and blurred in 8 bits, without float copies."""
+    """From version 2 on, :func:`head_mask`: scaled to 0..255 and blurred in 8 bits, without float copies."""
     as_byte = cv2.normalize(small, None, 0, 255, cv2.NORM_MINMAX, cv2.CV_8U)
     return _largest_bright_region(cv2.GaussianBlur(as_byte, (5, 5), 0))
 
@@ -222,7 +222,7 @@ def _bounding_box(mask: np.ndarray, margin: float) -> tuple[int, int, int, int]:
 def _mask_copy(grey: np.ndarray, version: int) -> np.ndarray:
     """The copy, ``MASK_SIDE`` pixels on its longer side, that the head and percentiles are found on.
 
-    Float32 in version 1; in version 2, of ``grey``'s type (8-bit mostly: percentiles by histogram).
+    Float32 in version 1; from version 2 on, of ``grey``'s type (8-bit mostly: percentiles by histogram).
     """
     if version == 1:
         return _fit_side(grey, MASK_SIDE)
@@ -236,7 +236,7 @@ def _fit_side(grey: np.ndarray, side: int) -> np.ndarray:
 
 
 def _resize(image: np.ndarray, size: tuple[int, int], remainder: int) -> np.ndarray:
-    """Version 2: resize to ``size`` (width, height), shrinking by whole k x k blocks first.
+    """From version 2 on: resize to ``size`` (width, height), shrinking by whole k x k blocks first.
 
     Averaging k x k blocks is OpenCV's fast integer path; the factor left (under 2) is resampled
     with ``remainder`` on the k-times smaller image. The last ``k - 1`` rows and columns at most are
@@ -320,7 +320,7 @@ def _lerp(low: np.generic, high: np.generic, fraction: float) -> float:
 def _rescale(grey: np.ndarray, low: float, high: float) -> np.ndarray:
     """Map ``low..high`` to 0..1 and clip, in float32 and in place on one new array.
 
-    8-bit values (version 2's) go through a 256-entry table made by the same arithmetic: the same
+    8-bit values (from version 2 on) go through a 256-entry table made by the same arithmetic: the same
     numbers in one OpenCV pass.
     """
     if grey.dtype == np.uint8:
