@@ -341,6 +341,12 @@ def make_network_file(model: Any, calibration_images: np.ndarray | None = None,
     data = export_onnx(model)
     if calibration_images is None:
         return NetworkFile(data, network_file_entry(model, data))
+    return _int8_network_file(model, data, calibration_images, check_images)
+
+
+def _int8_network_file(model: Any, data: bytes, calibration_images: np.ndarray,
+                       check_images: np.ndarray | None) -> NetworkFile:
+    """The exported fp32 network ``data`` quantized, checked against ``model`` and described for the card."""
     quantized = quantize_onnx(data, calibration_images)
     checks = check_images if check_images is not None and len(check_images) else calibration_images
     entry = network_file_entry(model, quantized, precision=INT8, check_images=checks)
@@ -354,14 +360,18 @@ def network_for_scan(model: Any, calibration_images: np.ndarray, check_images: n
     ``int8_refused``); None when the network has no ONNX translation (the bundle is scanned with Keras).
     """
     try:
-        return make_network_file(model, calibration_images, check_images)
+        data = export_onnx(model)  # once: the fp32 fallback reuses it
+    except ModelBundleError:
+        return None
+    try:
+        return _int8_network_file(model, data, calibration_images, check_images)
     except ModelBundleError as error:
         refusal = str(error)
     try:
-        fp32 = make_network_file(model)
+        entry = network_file_entry(model, data)
     except ModelBundleError:
         return None
-    return NetworkFile(fp32.data, {**fp32.entry, "int8_refused": refusal})
+    return NetworkFile(data, {**entry, "int8_refused": refusal})
 
 
 def network_file_name(entry: Mapping[str, Any]) -> str:
