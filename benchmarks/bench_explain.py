@@ -10,6 +10,9 @@ the cost does not depend on the weights):
 - ``lime defaults, compiled``: the same with mriscan's compiled forward pass, to show how
   much of the gain is LIME's own loop rather than Keras' per-call overhead;
 - ``mriscan lime``: :class:`mriscan.explain.LimeExplainer`;
+- ``default model, keras`` and ``default model, network file``: the same with the shipped default
+  model (``compact``), querying its Keras model or the network file scan predicts with (int8 in
+  ONNX Runtime, which ``mriscan explain`` uses);
 - ``mriscan gradcam`` and the overlay picture.
 
 The machine may be shared: the load average and CPU seconds are printed beside wall seconds,
@@ -91,6 +94,7 @@ def main() -> None:
 
     from mriscan.architectures import build_model
     from mriscan.explain import CompiledProbabilities, GradCamExplainer, LimeExplainer, mri_superpixels
+    from mriscan.model import load_bundle
     from mriscan.overlay import OverlayCaption, render_overlay
 
     images = _load_inputs(args.data, args.images, 150)
@@ -111,12 +115,19 @@ def main() -> None:
     lime = LimeExplainer(model, 150, num_samples=args.samples)
     mriscan_lime = _timed("mriscan lime", lime.explain, images, args.repeat)
     gradcam = _timed("mriscan gradcam", GradCamExplainer(model, 150).explain, images, args.repeat)
+    default = load_bundle(None)
+    default_keras = _timed("default model, keras", LimeExplainer(default.inference_model, 150,
+                                                                 num_samples=args.samples).explain, images, args.repeat)
+    default_network = _timed("default model, network file", LimeExplainer(
+        None, 150, num_samples=args.samples, network=default.network).explain, images, args.repeat)
     explanation = lime.explain(images[0])
     caption = OverlayCaption(explanation.probability, "tumor", 0.5, "0" * 64)
     _timed("overlay picture (PNG)", lambda image: render_overlay(image, explanation, caption), images, args.repeat)
     print(f"speed-up of mriscan lime: {baseline / mriscan_lime:.1f}x over LIME's defaults, "
           f"{compiled_baseline / mriscan_lime:.1f}x over the defaults with a compiled model; "
           f"Grad-CAM is {mriscan_lime / gradcam:.0f}x faster than mriscan lime")  # fmt: skip
+    print(f"default model: LIME on the network file takes {default_network / default_keras:.2f}x the time "
+          f"of LIME on Keras")
     print(f"load average at the end {os.getloadavg()[0]:.1f}")
 
 

@@ -6,7 +6,9 @@ over the model input, positive toward tumour):
 - :class:`LimeExplainer` fits LIME's local linear model over superpixels made for MRI slices
   (see :func:`mri_superpixels`), rendering perturbed images in large vectorised batches and
   calling a compiled forward pass: 1000 samples of the seed network take ~0.8 s on two CPU
-  cores, against ~13 s with LIME's defaults (``benchmarks/bench_explain.py``).
+  cores, against ~13 s with LIME's defaults (``benchmarks/bench_explain.py``). Given the bundle's
+  ONNX network, LIME queries that instead: the network whose probability scan writes to the CSV
+  (int8 for fitted bundles), so the explanation and the decision come from the same network.
 - :class:`GradCamExplainer` weighs the last Conv2D layer's activations by the gradient of the
   tumour logit: one forward and one backward pass.
 
@@ -30,6 +32,7 @@ from skimage.morphology import convex_hull_image
 from skimage.segmentation import slic
 
 from mriscan.errors import MriscanError
+from mriscan.model import network_probability
 
 METHODS = ("lime", "gradcam")
 LIME_BATCH_SIZE = 256
@@ -80,12 +83,13 @@ class Explainer(Protocol):
 
 
 def make_explainer(
-    model: keras.Model,
+    model: keras.Model | None,
     method: str,
     *,
     image_size: int,
     num_samples: int = 1000,
     seed: int = 2021,
+    network: Callable[[np.ndarray], np.ndarray] | None = None,
 ) -> Explainer:
     """Build the explainer named by ``method`` for ``model``.
 
@@ -96,9 +100,11 @@ def make_explainer(
     image_size : S, the side of the square model input.
     num_samples : LIME's number of perturbed images (ignored by Grad-CAM).
     seed : LIME's random seed (ignored by Grad-CAM, which is deterministic).
+    network : the bundle's ONNX network (``ModelBundle.network``), which scan predicts with. LIME
+        queries it instead of ``model`` when given; Grad-CAM needs gradients, so it always uses ``model``.
     """
     if method == "lime":
-        return LimeExplainer(model, image_size, num_samples=num_samples, seed=seed)
+        return LimeExplainer(model, image_size, num_samples=num_samples, seed=seed, network=network)
     if method == "gradcam":
         return GradCamExplainer(model, image_size)
     raise ExplainError(f"Unknown explanation method. Expected one of {METHODS}; received: method={method!r}")
@@ -177,11 +183,12 @@ class LimeExplainer:
 
     Parameters
     ----------
-    model : keras model mapping (n, S, S, 1) float32 to (n, 1) sigmoid P(tumour).
+    model : keras model mapping (n, S, S, 1) float32 to (n, 1) sigmoid P(tumour); unused with ``network``.
     image_size : S.
     num_samples : number of perturbed images LIME's linear model is fitted on.
     batch_size : perturbed images rendered and classified per ``classify`` call.
     seed : seeds LIME's perturbations; the segmentation is deterministic by itself.
+    network : a network file's session (``OnnxNetwork``) to query instead of ``model``, as scan does.
 
     Notes
     -----
@@ -193,12 +200,13 @@ class LimeExplainer:
 
     def __init__(
         self,
-        model: keras.Model,
+        model: keras.Model | None,
         image_size: int,
         *,
         num_samples: int = 1000,
         batch_size: int = LIME_BATCH_SIZE,
         seed: int = 2021,
+        network: Callable[[np.ndarray], np.ndarray] | None = None,
     ) -> None:
         if num_samples < 10 or batch_size < 1:
             raise ExplainError(
@@ -206,7 +214,9 @@ class LimeExplainer:
                 f"received: num_samples={num_samples}, batch_size={batch_size}"
             )
         self.num_samples, self.batch_size, self.seed = num_samples, batch_size, seed
-        self._probabilities = CompiledProbabilities(model, image_size)
+        self._probabilities: Callable[[np.ndarray], np.ndarray] = (
+            NetworkProbabilities(network, image_size) if network is not None
+            else CompiledProbabilities(model, image_size))
 
     def classify(self, images: np.ndarray) -> np.ndarray:
         """LIME's ``classifier_fn``: (n, S, S, C) images -> (n, 2) [P(no tumour), P(tumour)].
@@ -312,6 +322,27 @@ class CompiledProbabilities:
                 f"received: output shape {output.shape} for {len(batch)} images"
             )
         return output.reshape(-1).astype(np.float64)
+
+
+class NetworkProbabilities:
+    """Callable (n, S, S, 1) float32 -> (n,) P(tumour): a network file's session, computed as scan does.
+
+    Through :func:`mriscan.model.network_probability`: fixed-size batches, so an image's probability
+    does not depend on the images that come with it, and the unperturbed image gets exactly the
+    network's probability in scan's CSV (before the bundle's calibration).
+    """
+
+    def __init__(self, network: Callable[[np.ndarray], np.ndarray], image_size: int) -> None:
+        expected = (image_size, image_size, 1)
+        received = tuple(getattr(network, "input_shape", (None, *expected))[1:])
+        if received != expected:
+            raise ExplainError(f"The network file takes inputs of shape {received}; expected {expected} "
+                               "(the card's image size). Refit or re-export the bundle.")
+        self._network = network
+
+    def __call__(self, batch: np.ndarray) -> np.ndarray:
+        """Return P(tumour) for each image of ``batch``."""
+        return network_probability(self._network, batch)
 
 
 class GradCamExplainer:

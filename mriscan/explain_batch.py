@@ -133,7 +133,7 @@ def run_explain(
     config = bundle.preprocess_config
     # Built first: it refuses an unknown method, too few samples or an unsuitable model.
     explainer = make_explainer(bundle.inference_model, method, image_size=config.image_size,
-                               num_samples=num_samples, seed=seed)
+                               num_samples=num_samples, seed=seed, network=bundle.network)
     plan = _plan_targets(target, all_rows=all_rows, limit=limit, input_root=input_root, model_id=bundle.model_id)
     index_path = (out_dir if out_dir is not None else plan.index_dir) / INDEX_NAME
     check_index_writable(index_path)

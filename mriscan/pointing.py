@@ -49,7 +49,7 @@ def pointing_game(bundle: ModelBundle, pairs: Sequence[tuple[Path, Path]], metho
     """
     config = bundle.preprocess_config
     explainer = make_explainer(bundle.inference_model, method, image_size=config.image_size, num_samples=num_samples,
-                               seed=seed)
+                               seed=seed, network=bundle.network)
     hits, shares = 0, []
     for image_path, mask_path in pairs:
         pixels = read_image(image_path, least_side=config.decode_least_side)[0].pixels

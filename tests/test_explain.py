@@ -165,6 +165,32 @@ def test_lime_points_at_the_region_the_model_uses() -> None:
     assert explanation.method == "lime" and "500 samples" in explanation.details
 
 
+def test_lime_given_a_network_explains_that_network_as_scan_computes_it() -> None:
+    """The bundle's network file is what scan predicts with: LIME must explain it, not the Keras model.
+
+    The network here looks at the top-left quadrant with the opposite sign to ``model``, so the
+    top-left blob pushes toward tumour for one and away for the other.
+    """
+    from mriscan.model import network_probability
+    from mriscan.onnx_network import OnnxNetwork, export_onnx
+
+    model, image = _sequential(), _slice()
+    network = OnnxNetwork(export_onnx(_sequential(sign=-1.0)))
+    explanation = make_explainer(model, "lime", image_size=SIZE, num_samples=500, network=network).explain(image)
+    assert explanation.probability == network_probability(network, image[np.newaxis])[0]
+    assert explanation.probability != pytest.approx(_probability(model, image), abs=0.1)
+    top_left = explanation.weights[_disc(TOP_LEFT, 6)]
+    assert top_left.mean() < 0 and np.argmin(explanation.weights) in np.flatnonzero(_disc(TOP_LEFT, 6))
+
+
+def test_a_network_for_another_input_size_is_refused() -> None:
+    from mriscan.onnx_network import OnnxNetwork, export_onnx
+
+    network = OnnxNetwork(export_onnx(_sequential()))
+    with pytest.raises(ExplainError, match=r"shape \(64, 64, 1\); expected \(150, 150, 1\)"):
+        make_explainer(None, "lime", image_size=150, network=network)
+
+
 def test_lime_rejects_too_few_samples() -> None:
     with pytest.raises(ExplainError, match="num_samples=5"):
         LimeExplainer(_sequential(), SIZE, num_samples=5)

@@ -134,6 +134,18 @@ def test_a_single_image_target(incoming: Path, tmp_path: Path, bundle: ModelBund
     assert summary.index_path == tmp_path / "out" / "index.html"
 
 
+def test_lime_queries_the_network_that_scan_predicts_with(
+    incoming: Path, tmp_path: Path, bundle: ModelBundle, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import mriscan.explain_batch as explain_batch
+
+    built = []
+    real = explain_batch.make_explainer
+    monkeypatch.setattr(explain_batch, "make_explainer", lambda *a, **k: built.append(k) or real(*a, **k))
+    _explain(incoming / "a.png", bundle, out_dir=tmp_path / "out")
+    assert bundle.network is not None and [options["network"] for options in built] == [bundle.network]
+
+
 def test_each_dicom_frame_gets_its_own_overlay(tmp_path: Path, bundle: ModelBundle) -> None:
     frames = np.stack([brain_like(3), brain_like(4, lesion=True)])
     _write_dicom(tmp_path / "in" / "series" / "scan.dcm", frames)
