@@ -93,7 +93,8 @@ def main() -> None:
     from skimage.segmentation import quickshift
 
     from mriscan.architectures import build_model
-    from mriscan.explain import CompiledProbabilities, GradCamExplainer, LimeExplainer, mri_superpixels
+    from mriscan.explain import LimeExplainer, mri_superpixels
+    from mriscan.keras_explain import CompiledProbabilities, GradCamExplainer
     from mriscan.model import load_bundle
     from mriscan.overlay import OverlayCaption, render_overlay
 

@@ -254,7 +254,9 @@ def explain(target: Path, model_dir: Path | None, out_dir: Path | None, method: 
     """
     from mriscan.explain_batch import run_explain
 
-    summary = run_explain(target, _load_model(model_dir), out_dir=out_dir, method=method, num_samples=num_samples,
+    # LIME on the bundle's network file needs no Keras model: then TensorFlow is never imported.
+    bundle = _load_model(model_dir, keras=method != "lime")
+    summary = run_explain(target, bundle, out_dir=out_dir, method=method, num_samples=num_samples,
                           all_rows=all_rows, limit=limit, input_root=input_root, seed=seed, workers=workers)
     click.echo(f"{len(summary.cases)} overlays ({summary.method}), {len(summary.failures)} failed, "
                f"{summary.error_rows_skipped} unreadable rows skipped; review page: {summary.index_path}")

@@ -9,8 +9,10 @@ over the model input, positive toward tumour):
   cores, against ~13 s with LIME's defaults (``benchmarks/bench_explain.py``). Given the bundle's
   ONNX network, LIME queries that instead: the network whose probability scan writes to the CSV
   (int8 for fitted bundles), so the explanation and the decision come from the same network.
-- :class:`GradCamExplainer` weighs the last Conv2D layer's activations by the gradient of the
-  tumour logit: one forward and one backward pass.
+- :class:`~mriscan.keras_explain.GradCamExplainer` weighs the last Conv2D layer's activations by
+  the gradient of the tumour logit: one forward and one backward pass. It needs the Keras model,
+  so it lives, with LIME's Keras forward pass, in :mod:`mriscan.keras_explain`: LIME on a network
+  file never imports TensorFlow.
 
 Explainers are built once per model and reused for every image. ``explain`` keeps no state
 between calls (each call seeds its own random generator), so the same image, model and settings
@@ -21,25 +23,22 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 import cv2
-import keras
 import numpy as np
-import tensorflow as tf
 from lime.lime_image import LimeImageExplainer
 from skimage.morphology import convex_hull_image
 from skimage.segmentation import slic
 
 from mriscan.errors import MriscanError
-from mriscan.model import network_probability
+from mriscan.model import ModelBundle, network_probability
+
+if TYPE_CHECKING:
+    import keras
 
 METHODS = ("lime", "gradcam")
 LIME_BATCH_SIZE = 256
-# The forward pass runs in chunks of this many images, which bounds activation memory (the seed
-# network holds 2.8 MB per 150x150 image after its first layer: 0.7 GB for 256 images, 90 MB for
-# 32) and measured no slower than whole LIME batches on a 2-core CPU.
-_INFERENCE_CHUNK = 32
 # Pixels darker than this (on the [0, 1] model input) are letterbox or air, not head.
 _HEAD_LEVEL = 0.05
 
@@ -106,8 +105,22 @@ def make_explainer(
     if method == "lime":
         return LimeExplainer(model, image_size, num_samples=num_samples, seed=seed, network=network)
     if method == "gradcam":
+        from mriscan.keras_explain import GradCamExplainer
+
         return GradCamExplainer(model, image_size)
     raise ExplainError(f"Unknown explanation method. Expected one of {METHODS}; received: method={method!r}")
+
+
+def bundle_explainer(bundle: ModelBundle, method: str, *, num_samples: int = 1000, seed: int = 2021) -> Explainer:
+    """The explainer ``method`` for a model bundle, as ``mriscan explain`` builds it.
+
+    LIME queries the bundle's network file when it has one, and then needs no Keras model (the
+    bundle may be loaded with ``keras=False``); Grad-CAM, and LIME on a bundle without a network
+    file, use the Keras model.
+    """
+    keras_model = bundle.inference_model if method != "lime" or bundle.network is None else None
+    return make_explainer(keras_model, method, image_size=bundle.preprocess_config.image_size,
+                          num_samples=num_samples, seed=seed, network=bundle.network)
 
 
 def head_region(image: np.ndarray) -> np.ndarray:
@@ -164,7 +177,7 @@ def mri_superpixels(image: np.ndarray, n_segments: int = 80, compactness: float 
     >>> int(labels[0, 0]), bool(10 <= labels.max() <= 20)
     (0, True)
     """
-    grey = _as_grey(image)
+    grey = grey_input(image)
     labels = slic(
         grey,
         n_segments=n_segments,
@@ -214,9 +227,12 @@ class LimeExplainer:
                 f"received: num_samples={num_samples}, batch_size={batch_size}"
             )
         self.num_samples, self.batch_size, self.seed = num_samples, batch_size, seed
-        self._probabilities: Callable[[np.ndarray], np.ndarray] = (
-            NetworkProbabilities(network, image_size) if network is not None
-            else CompiledProbabilities(model, image_size))
+        if network is not None:
+            self._probabilities: Callable[[np.ndarray], np.ndarray] = NetworkProbabilities(network, image_size)
+        else:
+            from mriscan.keras_explain import CompiledProbabilities
+
+            self._probabilities = CompiledProbabilities(model, image_size)
 
     def classify(self, images: np.ndarray) -> np.ndarray:
         """LIME's ``classifier_fn``: (n, S, S, C) images -> (n, 2) [P(no tumour), P(tumour)].
@@ -229,7 +245,7 @@ class LimeExplainer:
 
     def explain(self, image: np.ndarray) -> Explanation:
         """Explain one (S, S, 1) model input; see :class:`Explanation`."""
-        grey = _as_grey(image)
+        grey = grey_input(image)
         segments = mri_superpixels(grey)
         lime = _BatchedLimeImageExplainer(random_state=self.seed, feature_selection="none")
         result = lime.explain_instance(
@@ -295,35 +311,6 @@ class _BatchedLimeImageExplainer(LimeImageExplainer):
         return data, labels
 
 
-class CompiledProbabilities:
-    """Callable (n, S, S, 1) float32 -> (n,) P(tumour): ``model`` as a traced ``tf.function``.
-
-    ``model.predict`` costs tens of milliseconds of set-up per call and eager ``model(x)``
-    re-dispatches every layer; a traced function does neither, and threads can share it.
-    """
-
-    def __init__(self, model: keras.Model, image_size: int) -> None:
-        spec = tf.TensorSpec((None, image_size, image_size, 1), tf.float32)
-        self._forward = tf.function(lambda x: model(x, training=False), input_signature=[spec])
-        self.image_size = image_size
-        # Trace now: a model whose input does not match fails here, before any image is read.
-        self(np.zeros((1, image_size, image_size, 1), np.float32))
-
-    def __call__(self, batch: np.ndarray) -> np.ndarray:
-        """Return P(tumour) for each image of ``batch``."""
-        chunks = [
-            self._forward(batch[start : start + _INFERENCE_CHUNK]).numpy()
-            for start in range(0, len(batch), _INFERENCE_CHUNK)
-        ]
-        output = np.concatenate(chunks)
-        if output.size != len(batch):
-            raise ExplainError(
-                "The model must output one probability per image (shape (n, 1)); "
-                f"received: output shape {output.shape} for {len(batch)} images"
-            )
-        return output.reshape(-1).astype(np.float64)
-
-
 class NetworkProbabilities:
     """Callable (n, S, S, 1) float32 -> (n,) P(tumour): a network file's session, computed as scan does.
 
@@ -343,100 +330,6 @@ class NetworkProbabilities:
     def __call__(self, batch: np.ndarray) -> np.ndarray:
         """Return P(tumour) for each image of ``batch``."""
         return network_probability(self._network, batch)
-
-
-class GradCamExplainer:
-    """Signed Grad-CAM on the last Conv2D layer, toward the tumour logit.
-
-    The map is ``sum_k alpha_k A_k`` with ``alpha_k`` the spatial mean of d(logit)/d(A_k),
-    without Grad-CAM's final ReLU: its positive part is Grad-CAM for "tumour" and its negative
-    part is Grad-CAM for "no tumour", because with one sigmoid output the no-tumour logit is
-    exactly minus the tumour logit. The logit is taken before the output sigmoid so saturated
-    probabilities (0.9999...) still give a map. The map is resized to the input bilinearly.
-
-    Parameters
-    ----------
-    model : keras Sequential or functional model with a Conv2D layer at its top level.
-    image_size : S.
-    """
-
-    method = "gradcam"
-
-    def __init__(self, model: keras.Model, image_size: int) -> None:
-        conv_layer = last_conv_layer(model)
-        graph = _conv_and_head_inputs(model, conv_layer, image_size)
-        head = model.layers[-1]
-        spec = tf.TensorSpec((1, image_size, image_size, 1), tf.float32)
-        self._cam = tf.function(lambda x: _signed_cam(graph, head, x), input_signature=[spec])
-        self.image_size, self.layer_name = image_size, conv_layer.name
-
-    def explain(self, image: np.ndarray) -> Explanation:
-        """Explain one (S, S, 1) model input; see :class:`Explanation`."""
-        batch = _as_grey(image)[np.newaxis, :, :, np.newaxis]
-        cam, probability = (tensor.numpy() for tensor in self._cam(batch))
-        size = (self.image_size, self.image_size)
-        weights = cv2.resize(cam.astype(np.float32), size, interpolation=cv2.INTER_LINEAR)
-        details = f"Grad-CAM on layer {self.layer_name}"
-        return Explanation(weights, None, float(probability), "gradcam", details)
-
-
-def last_conv_layer(model: keras.Model) -> keras.layers.Layer:
-    """The last 2-D convolution among the model's top-level layers.
-
-    Raises
-    ------
-    ExplainError
-        When the model has none (for example a pretrained base nested as one layer).
-    """
-    conv_types = (keras.layers.Conv2D, keras.layers.SeparableConv2D, keras.layers.DepthwiseConv2D)
-    for layer in reversed(model.layers):
-        if isinstance(layer, conv_types):
-            return layer
-    names = [layer.name for layer in model.layers]
-    raise ExplainError(
-        f"Grad-CAM needs a Conv2D layer at the top level of the model; received layers {names}. "
-        "Use the LIME method for this model."
-    )
-
-
-def _conv_and_head_inputs(model: keras.Model, conv_layer: keras.layers.Layer, image_size: int) -> keras.Model:
-    """A model mapping the input to (conv activations, input of the output layer).
-
-    Keras 3 Sequential models expose no usable intermediate outputs, so their layers are
-    re-applied to a fresh ``keras.Input``; functional models already have a graph.
-    """
-    if not isinstance(model, keras.Sequential):
-        return keras.Model(model.inputs, [conv_layer.output, model.layers[-1].input])
-    inputs = keras.Input(shape=(image_size, image_size, 1))
-    tensor, conv_output = inputs, None
-    for layer in model.layers[:-1]:
-        tensor = layer(tensor)
-        if layer is conv_layer:
-            conv_output = tensor
-    return keras.Model(inputs, [conv_output, tensor])
-
-
-def _signed_cam(graph: keras.Model, head: keras.layers.Layer, batch: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
-    """Return (signed CAM at conv resolution, P(tumour)) for a batch of one image."""
-    with tf.GradientTape() as tape:
-        activations, head_input = graph(batch, training=False)
-        logit = tf.reshape(_tumour_logit(head, head_input), [-1])
-    gradients = tape.gradient(logit, activations)
-    channel_weights = tf.reduce_mean(gradients, axis=(1, 2), keepdims=True)
-    cam = tf.reduce_sum(channel_weights * activations, axis=-1)[0]
-    return cam, tf.sigmoid(logit[0])
-
-
-def _tumour_logit(head: keras.layers.Layer, head_input: tf.Tensor) -> tf.Tensor:
-    """The tumour logit: the output layer's value before its sigmoid."""
-    sigmoid = keras.activations.sigmoid
-    if isinstance(head, keras.layers.Dense) and head.activation is sigmoid:
-        logit = keras.ops.matmul(head_input, head.kernel)
-        return logit + head.bias if head.use_bias else logit
-    if isinstance(head, keras.layers.Activation) and head.activation is sigmoid:
-        return head_input
-    probability = keras.ops.clip(head(head_input), 1e-7, 1.0 - 1e-7)
-    return keras.ops.log(probability) - keras.ops.log1p(-probability)
 
 
 def pointing_game_hit(weights: np.ndarray, lesion_mask: np.ndarray, tolerance_px: int = 3) -> bool:
@@ -473,7 +366,7 @@ def pointing_game_hit(weights: np.ndarray, lesion_mask: np.ndarray, tolerance_px
     return bool(np.any(pointed & lesion))
 
 
-def _as_grey(image: np.ndarray) -> np.ndarray:
+def grey_input(image: np.ndarray) -> np.ndarray:
     """(S, S, 1) or (S, S) model input -> (S, S) float32."""
     grey = np.asarray(image, dtype=np.float32)
     if grey.ndim == 3 and grey.shape[2] == 1:

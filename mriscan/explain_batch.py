@@ -26,7 +26,7 @@ from joblib import Parallel, delayed
 from mriscan.atomic import replace_file
 from mriscan.discover import find_candidates, relative_posix
 from mriscan.errors import OutputError, UnreadableImageError
-from mriscan.explain import Explainer, ExplainError, Explanation, make_explainer
+from mriscan.explain import Explainer, ExplainError, Explanation, bundle_explainer
 from mriscan.imageio import read_image
 from mriscan.model import ModelBundle
 from mriscan.overlay import OVERLAY_SUFFIXES, OverlayCaption, is_mriscan_overlay, render_overlay
@@ -132,8 +132,7 @@ def run_explain(
     _check_settings(limit, workers)
     config = bundle.preprocess_config
     # Built first: it refuses an unknown method, too few samples or an unsuitable model.
-    explainer = make_explainer(bundle.inference_model, method, image_size=config.image_size,
-                               num_samples=num_samples, seed=seed, network=bundle.network)
+    explainer = bundle_explainer(bundle, method, num_samples=num_samples, seed=seed)
     plan = _plan_targets(target, all_rows=all_rows, limit=limit, input_root=input_root, model_id=bundle.model_id)
     index_path = (out_dir if out_dir is not None else plan.index_dir) / INDEX_NAME
     check_index_writable(index_path)

@@ -14,7 +14,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from mriscan.explain import make_explainer, pointing_game_hit
+from mriscan.explain import bundle_explainer, pointing_game_hit
 from mriscan.imageio import read_image
 from mriscan.model import ModelBundle
 from mriscan.preprocess import preprocess, project_mask
@@ -48,8 +48,7 @@ def pointing_game(bundle: ModelBundle, pairs: Sequence[tuple[Path, Path]], metho
     rate of an explanation that points at a random spot in the head.
     """
     config = bundle.preprocess_config
-    explainer = make_explainer(bundle.inference_model, method, image_size=config.image_size, num_samples=num_samples,
-                               seed=seed, network=bundle.network)
+    explainer = bundle_explainer(bundle, method, num_samples=num_samples, seed=seed)
     hits, shares = 0, []
     for image_path, mask_path in pairs:
         pixels = read_image(image_path, least_side=config.decode_least_side)[0].pixels

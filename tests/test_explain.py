@@ -1,4 +1,4 @@
-"""Tests of mriscan.explain: MRI superpixels, batched LIME, signed Grad-CAM, the pointing game."""
+"""Tests of mriscan.explain and mriscan.keras_explain: superpixels, batched LIME, Grad-CAM, pointing game."""
 
 from __future__ import annotations
 
@@ -11,13 +11,13 @@ from lime.lime_image import LimeImageExplainer
 from mriscan.explain import (
     LIME_BATCH_SIZE,
     ExplainError,
-    GradCamExplainer,
     LimeExplainer,
     head_region,
     make_explainer,
     mri_superpixels,
     pointing_game_hit,
 )
+from mriscan.keras_explain import GradCamExplainer
 from mriscan.preprocess import PreprocessConfig, preprocess
 
 SIZE = 64

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import csv
+import subprocess
+import sys
 from html.parser import HTMLParser
 from pathlib import Path
 from urllib.parse import unquote
@@ -134,16 +136,26 @@ def test_a_single_image_target(incoming: Path, tmp_path: Path, bundle: ModelBund
     assert summary.index_path == tmp_path / "out" / "index.html"
 
 
-def test_lime_queries_the_network_that_scan_predicts_with(
-    incoming: Path, tmp_path: Path, bundle: ModelBundle, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    import mriscan.explain_batch as explain_batch
+def test_lime_explains_with_the_network_file_alone(incoming: Path, tmp_path: Path, tiny_bundle: Path) -> None:
+    """LIME queries the network that scan predicts with, so a bundle loaded without Keras explains too."""
+    for_scan = load_bundle(tiny_bundle, keras=False)
+    assert for_scan.model is None and for_scan.network is not None
+    summary = _explain(incoming / "a.png", for_scan, out_dir=tmp_path / "out")
+    assert [case.overlay.name for case in summary.cases] == ["a.png.lime.png"] and not summary.failures
 
-    built = []
-    real = explain_batch.make_explainer
-    monkeypatch.setattr(explain_batch, "make_explainer", lambda *a, **k: built.append(k) or real(*a, **k))
-    _explain(incoming / "a.png", bundle, out_dir=tmp_path / "out")
-    assert bundle.network is not None and [options["network"] for options in built] == [bundle.network]
+
+def test_explain_with_lime_never_imports_tensorflow(incoming: Path, tmp_path: Path, tiny_bundle: Path) -> None:
+    program = (
+        "import sys\n"
+        "from mriscan.cli import main\n"
+        f"sys.argv = ['mriscan', 'explain', {str(incoming / 'a.png')!r}, '--out-dir', {str(tmp_path / 'out')!r}, "
+        f"'--model', {str(tiny_bundle)!r}, '--samples', '20', '--workers', '1']\n"
+        "try:\n    main()\nexcept SystemExit as stop:\n    code = stop.code\n"
+        "print(code, 'tensorflow' in sys.modules, 'keras' in sys.modules)\n"
+    )
+    result = subprocess.run([sys.executable, "-c", program], capture_output=True, text=True, timeout=120)
+    assert result.stdout.split()[-3:] == ["0", "False", "False"], result.stdout + result.stderr
+    assert (tmp_path / "out" / "a.png.lime.png").is_file()
 
 
 def test_each_dicom_frame_gets_its_own_overlay(tmp_path: Path, bundle: ModelBundle) -> None:
