@@ -384,9 +384,10 @@ def _decode_raster(data: bytes, kind: str, flag: int) -> DecodedImage:
     if kind == "png":
         _check_png_chunks(data)
     end_marker = _missing_end_marker(kind, data)
-    decoded = cv2.imdecode(np.frombuffer(data + end_marker, np.uint8), flag)
+    encoded = np.frombuffer(data + end_marker, np.uint8)
+    decoded = cv2.imdecode(encoded, flag)
     if decoded is None and flag != cv2.IMREAD_UNCHANGED:  # a reduced decode never refuses what a full one reads
-        decoded = cv2.imdecode(np.frombuffer(data + end_marker, np.uint8), cv2.IMREAD_UNCHANGED)
+        decoded = cv2.imdecode(encoded, cv2.IMREAD_UNCHANGED)
     if decoded is None or decoded.size == 0:
         raise _Refusal(f"the {_FORMAT_NAMES[kind]} data is damaged or incomplete and could not be decoded")
     warnings: tuple[str, ...] = ()
