@@ -252,10 +252,11 @@ def explain(target: Path, model_dir: Path | None, out_dir: Path | None, method: 
 
     TARGET is an image, a folder, or a CSV written by scan (then its flagged rows, unless --all).
     """
+    from mriscan.explain import method_needs_keras
     from mriscan.explain_batch import run_explain
 
     # LIME on the bundle's network file needs no Keras model: then TensorFlow is never imported.
-    bundle = _load_model(model_dir, keras=method != "lime")
+    bundle = _load_model(model_dir, keras=method_needs_keras(method))
     summary = run_explain(target, bundle, out_dir=out_dir, method=method, num_samples=num_samples,
                           all_rows=all_rows, limit=limit, input_root=input_root, seed=seed, workers=workers)
     click.echo(f"{len(summary.cases)} overlays ({summary.method}), {len(summary.failures)} failed, "

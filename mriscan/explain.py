@@ -111,6 +111,17 @@ def make_explainer(
     raise ExplainError(f"Unknown explanation method. Expected one of {METHODS}; received: method={method!r}")
 
 
+def method_needs_keras(method: str) -> bool:
+    """Whether ``method`` needs the Keras model even when the bundle has a network file (Grad-CAM's gradients).
+
+    Examples
+    --------
+    >>> method_needs_keras("lime"), method_needs_keras("gradcam")
+    (False, True)
+    """
+    return method != "lime"
+
+
 def bundle_explainer(bundle: ModelBundle, method: str, *, num_samples: int = 1000, seed: int = 2021) -> Explainer:
     """The explainer ``method`` for a model bundle, as ``mriscan explain`` builds it.
 
@@ -118,7 +129,7 @@ def bundle_explainer(bundle: ModelBundle, method: str, *, num_samples: int = 100
     bundle may be loaded with ``keras=False``); Grad-CAM, and LIME on a bundle without a network
     file, use the Keras model.
     """
-    keras_model = bundle.inference_model if method != "lime" or bundle.network is None else None
+    keras_model = bundle.inference_model if method_needs_keras(method) or bundle.network is None else None
     return make_explainer(keras_model, method, image_size=bundle.preprocess_config.image_size,
                           num_samples=num_samples, seed=seed, network=bundle.network)
 
