@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import io
 import os
+import subprocess
+import sys
 from pathlib import Path
 
 import cv2
@@ -176,3 +178,22 @@ def with_trained_statistics(model):
             layer.set_weights([rng.uniform(0.5, 2, channels), rng.normal(0, 0.5, channels),
                                rng.normal(0, 0.3, channels), rng.uniform(0.2, 3, channels)])
     return model
+
+
+def run_cli_in_fresh_process(args: list[str]) -> tuple[object, bool, bool]:
+    """Run ``mriscan ARGS`` in a new interpreter; return (exit code, TensorFlow imported, Keras imported).
+
+    A fresh process, because this one has long imported TensorFlow for other tests.
+    """
+    program = (
+        "import sys\n"
+        "from mriscan.cli import main\n"
+        f"sys.argv = ['mriscan', *{[str(arg) for arg in args]!r}]\n"
+        "try:\n    main()\nexcept SystemExit as stop:\n    code = stop.code\n"
+        "print('mriscan-exit', code, 'tensorflow' in sys.modules, 'keras' in sys.modules)\n"
+    )
+    result = subprocess.run([sys.executable, "-c", program], capture_output=True, text=True, timeout=120)
+    report = [line.split() for line in result.stdout.splitlines() if line.startswith("mriscan-exit ")]
+    assert report, result.stdout + result.stderr
+    _, code, tensorflow, keras = report[-1]
+    return int(code), tensorflow == "True", keras == "True"

@@ -3,15 +3,13 @@
 from __future__ import annotations
 
 import csv
-import subprocess
-import sys
 from html.parser import HTMLParser
 from pathlib import Path
 from urllib.parse import unquote
 
 import numpy as np
 import pytest
-from conftest import brain_like, dicom_bytes
+from conftest import brain_like, dicom_bytes, run_cli_in_fresh_process
 
 from mriscan.errors import OutputError
 from mriscan.explain import ExplainError
@@ -145,16 +143,9 @@ def test_lime_explains_with_the_network_file_alone(incoming: Path, tmp_path: Pat
 
 
 def test_explain_with_lime_never_imports_tensorflow(incoming: Path, tmp_path: Path, tiny_bundle: Path) -> None:
-    program = (
-        "import sys\n"
-        "from mriscan.cli import main\n"
-        f"sys.argv = ['mriscan', 'explain', {str(incoming / 'a.png')!r}, '--out-dir', {str(tmp_path / 'out')!r}, "
-        f"'--model', {str(tiny_bundle)!r}, '--samples', '20', '--workers', '1']\n"
-        "try:\n    main()\nexcept SystemExit as stop:\n    code = stop.code\n"
-        "print(code, 'tensorflow' in sys.modules, 'keras' in sys.modules)\n"
-    )
-    result = subprocess.run([sys.executable, "-c", program], capture_output=True, text=True, timeout=120)
-    assert result.stdout.split()[-3:] == ["0", "False", "False"], result.stdout + result.stderr
+    args = ["explain", incoming / "a.png", "--out-dir", tmp_path / "out", "--model", tiny_bundle, "--samples", "20",
+            "--workers", "1"]
+    assert run_cli_in_fresh_process(args) == (0, False, False)
     assert (tmp_path / "out" / "a.png.lime.png").is_file()
 
 

@@ -3,14 +3,12 @@ weights, scan without TensorFlow."""
 
 import json
 import shutil
-import subprocess
-import sys
 from pathlib import Path
 
 import cv2
 import numpy as np
 import pytest
-from conftest import brain_like, save_seed_bundle, with_trained_statistics
+from conftest import brain_like, run_cli_in_fresh_process, save_seed_bundle, with_trained_statistics
 
 from mriscan.architectures import build_model
 from mriscan.errors import ModelBundleError
@@ -70,16 +68,8 @@ def test_scan_never_imports_tensorflow(tiny_bundle, tmp_path):
 
     (tmp_path / "in").mkdir()
     cv2.imwrite(str(tmp_path / "in" / "a.png"), brain_like(1))
-    program = (
-        "import sys\n"
-        "from mriscan.cli import main\n"
-        f"sys.argv = ['mriscan', 'scan', {str(tmp_path / 'in')!r}, '--out', {str(tmp_path / 'out.csv')!r}, "
-        f"'--model', {str(tiny_bundle)!r}, '--quiet', '--workers', '1']\n"
-        "try:\n    main()\nexcept SystemExit as stop:\n    code = stop.code\n"
-        "print(code, 'tensorflow' in sys.modules, 'keras' in sys.modules)\n"
-    )
-    result = subprocess.run([sys.executable, "-c", program], capture_output=True, text=True, timeout=120)
-    assert result.stdout.split() == ["0", "False", "False"], result.stderr
+    args = ["scan", tmp_path / "in", "--out", tmp_path / "out.csv", "--model", tiny_bundle, "--quiet", "--workers", "1"]
+    assert run_cli_in_fresh_process(args) == (0, False, False)
     assert "a.png" in (tmp_path / "out.csv").read_text()
 
 
