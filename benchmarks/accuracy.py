@@ -84,8 +84,8 @@ def train(work: Path, epochs: int) -> list[Path]:
 
 def measure(bundle_dir: Path, work: Path) -> dict:
     """Every proxy figure of one bundle."""
-    from mriscan.evaluate import predict_folders
-    from mriscan.model import load_bundle
+    from mriscan.evaluation.evaluate import predict_folders
+    from mriscan.model.bundle import load_bundle
 
     bundle = load_bundle(bundle_dir)
     card = bundle.card
@@ -99,7 +99,7 @@ def measure(bundle_dir: Path, work: Path) -> dict:
         row["figshare_caught"] = float((fig.probability >= bundle.review_threshold).mean())
     sagittal = work / "synth_sagittal_test"
     if sagittal.exists():
-        from mriscan.evaluate import summarise
+        from mriscan.evaluation.evaluate import summarise
 
         pred = predict_folders(bundle, [sagittal])
         row["synthetic_sagittal"] = summarise(pred.labels, pred.probability, bundle, resamples=200)
@@ -159,10 +159,10 @@ def shift_robustness(bundle_dir: Path, folder: Path, limit: int = 200) -> dict[s
     """AUROC on a labelled folder (first ``limit`` images per class) under synthetic acquisition shifts."""
     from sklearn.metrics import roc_auc_score
 
-    from mriscan.dataset import find_labelled_files
-    from mriscan.imageio import read_image
-    from mriscan.model import load_bundle
-    from mriscan.preprocess import preprocess
+    from mriscan.data.dataset import find_labelled_files
+    from mriscan.data.preprocess import preprocess
+    from mriscan.io.reader import read_image
+    from mriscan.model.bundle import load_bundle
 
     bundle = load_bundle(bundle_dir)
     files = find_labelled_files([folder])
@@ -183,9 +183,9 @@ def flip_averaging(bundle_dir: Path, work: Path) -> dict[str, float]:
     """Plain vs left-right-flip-averaged prediction: synthetic sagittal AUROC and figshare sensitivity."""
     from sklearn.metrics import roc_auc_score
 
-    from mriscan.dataset import find_labelled_files
-    from mriscan.loader import load_all
-    from mriscan.model import load_bundle
+    from mriscan.data.dataset import find_labelled_files
+    from mriscan.data.loader import load_all
+    from mriscan.model.bundle import load_bundle
 
     bundle = load_bundle(bundle_dir)
     result = {}
@@ -221,18 +221,18 @@ def threshold_rules(bundle_dir: Path) -> dict[str, dict[str, float]]:
     and refuses when the counts differ from its card: a different split could put test images
     in training. Reports per rule: threshold, Br35H test sensitivity/specificity, figshare sensitivity.
     """
-    from mriscan.calibrate import choose_thresholds
-    from mriscan.dataset import find_labelled_files
-    from mriscan.fit import FitOptions, _load_and_deduplicate
-    from mriscan.model import load_bundle
-    from mriscan.split import split_by_group
+    from mriscan.data.dataset import find_labelled_files
+    from mriscan.data.split import split_by_group
+    from mriscan.model.bundle import load_bundle
+    from mriscan.model.calibrate import choose_thresholds
+    from mriscan.model.fit import FitOptions, load_and_deduplicate
 
     bundle = load_bundle(bundle_dir)
     card = bundle.card
     dirs = tuple(Path(d) if Path(d).is_absolute() else REPO / d for d in card["data"]["data_dirs"])
     options = FitOptions(data_dirs=dirs, out_dir=Path("/nonexistent"), preprocessing=bundle.preprocess_config,
                          seed=card["training"]["seed"], fractions=tuple(card["training"]["fractions"]))
-    data = _load_and_deduplicate(find_labelled_files(dirs), options, _Silent())
+    data = load_and_deduplicate(find_labelled_files(dirs), options, _Silent())
     split = split_by_group(data.labels, data.group_ids, fractions=options.fractions, seed=options.seed)
     sizes = {"train": len(split.train), "validation": len(split.validation), "test": len(split.test)}
     if sizes != card["data"]["split_sizes"] or data.counts["images_used"] != card["data"]["images_used"]:
@@ -243,7 +243,7 @@ def threshold_rules(bundle_dir: Path) -> dict[str, dict[str, float]]:
     br35h_test = data.sources[split.test] == "br35h"
     figshare = None
     if (DATA / "figshare").exists():
-        from mriscan.evaluate import predict_folders
+        from mriscan.evaluation.evaluate import predict_folders
 
         figshare = predict_folders(bundle, [DATA / "figshare"]).probability
     result = {}
@@ -267,9 +267,9 @@ def shortcut_audit(limit: int = 3000) -> dict[str, float]:
     from sklearn.pipeline import make_pipeline
     from sklearn.preprocessing import StandardScaler
 
-    from mriscan.dataset import find_labelled_files
-    from mriscan.imageio import read_image
-    from mriscan.preprocess import PreprocessConfig, preprocess
+    from mriscan.data.dataset import find_labelled_files
+    from mriscan.data.preprocess import PreprocessConfig, preprocess
+    from mriscan.io.reader import read_image
 
     config = PreprocessConfig()
     files = find_labelled_files([DATA / "br35h"])[:limit]
@@ -355,7 +355,7 @@ def record_in_card(bundle_dir: Path, row: dict, audit: dict) -> None:
     """Keep the proxy figures in the bundle's card; the weights and model_id are untouched."""
     from datetime import date
 
-    from mriscan.model import update_card
+    from mriscan.model.bundle import update_card
 
     figures = {key: value for key, value in row.items() if key not in ("model", "architecture", "data", "br35h_test")}
     update_card(bundle_dir, proxy_evaluation={

@@ -1,4 +1,4 @@
-"""Benchmark of mriscan.dedup on real slices with planted copies: speed, memory, precision, recall.
+"""Benchmark of mriscan.dedup.index on real slices with planted copies: speed, memory, precision, recall.
 
 Usage::
 
@@ -12,8 +12,8 @@ correlation of 0.8 as in the dedup) with an earlier one reaches 0.93 are dropped
 more than the alignment undoes stay, and count as false positives when planted copies bridge
 them), up to n/2 of them, plus planted copies (JPEG re-encoding at quality 50-90,
 downscaling to 0.5-0.9x, shifts of 1-3 px, and combinations; 2% are byte-identical) spread at
-random over the originals, shuffled. Every image passes through ``mriscan.preprocess`` and
-``mriscan.dedup.thumbnail`` as in ``fit``. An original and its copies form the true group. Beyond
+random over the originals, shuffled. Every image passes through ``mriscan.data.preprocess`` and
+``mriscan.dedup.index.thumbnail`` as in ``fit``. An original and its copies form the true group. Beyond
 about 6,000 images the originals run out, so larger sets hold more copies per original. Copies
 are made in memory in worker processes and only their thumbnails are kept (no files on disk);
 at 100,000 images the thumbnails take about 1.6 GB.
@@ -48,16 +48,16 @@ REPOSITORY = Path(__file__).resolve().parents[1]
 if str(REPOSITORY) not in sys.path:
     sys.path.insert(0, str(REPOSITORY))  # so that a checkout runs it without installing mriscan
 
-from mriscan.dedup import (  # noqa: E402
+from mriscan.data.preprocess import preprocess  # noqa: E402
+from mriscan.dedup.index import (  # noqa: E402
     DEFAULT_MAX_HAMMING,
     DEFAULT_MIN_CORRELATION,
-    find_candidates,
     find_duplicate_groups,
+    hash_neighbours,
     perceptual_hash,
     pixel_correlation,
     thumbnail,
 )
-from mriscan.preprocess import preprocess  # noqa: E402
 
 DEFAULT_DATA = REPOSITORY.parent / "shared" / "data"
 ORIGINALS_MIN_DISTINCT_CORRELATION = 0.93
@@ -283,13 +283,13 @@ def _stage_recalls(bench: Benchmark) -> tuple[float, float]:
     """Candidate and confirmation recall on the pairs (image, first image of its true group).
 
     The first images of the true groups are indexed as ``find_duplicate_groups`` indexes its kept
-    images (``find_candidates``: same substrings, same bucket cap); each other image queries them.
+    images (``hash_neighbours``: same substrings, same bucket cap); each other image queries them.
     """
     _, first, inverse = np.unique(bench.truth, return_index=True, return_inverse=True)
     representative = first[inverse.ravel()]
     indexed = np.sort(first)
     members = np.flatnonzero(representative != np.arange(len(representative)))
-    candidates = find_candidates(bench.thumbnails[members], bench.thumbnails[indexed])
+    candidates = hash_neighbours(bench.thumbnails[members], bench.thumbnails[indexed])
     found = confirmed = 0
     for row, rows in zip(members, candidates, strict=True):
         other = representative[row]

@@ -77,9 +77,11 @@ def main() -> None:
     import pydicom
     from pydicom.pixels import apply_modality_lut, apply_voi_lut
 
-    from mriscan.imageio import _linear_display, decode_bytes
-    from mriscan.loader import load_chunk, single_threaded_opencv
-    from mriscan.preprocess import PreprocessConfig
+    from mriscan.data.loader import load_chunk
+    from mriscan.data.preprocess import PreprocessConfig
+    from mriscan.execution.local import single_threaded_opencv
+    from mriscan.io.dicom import linear_display
+    from mriscan.io.reader import decode_bytes
 
     single_threaded_opencv()
     picked = [sources[i * len(sources) // args.n] for i in range(min(args.n, len(sources)))]
@@ -96,12 +98,12 @@ def main() -> None:
             "display step, pydicom (float64)": cpu_ms_per_file(
                 lambda: [apply_voi_lut(apply_modality_lut(s, d), d) for s, d in zip(stored, datasets, strict=True)], n),
             "display step, mriscan (float32)": cpu_ms_per_file(
-                lambda: [_linear_display(s, d) for s, d in zip(stored, datasets, strict=True)], n),
+                lambda: [linear_display(s, d) for s, d in zip(stored, datasets, strict=True)], n),
             "mriscan decode (whole)": cpu_ms_per_file(lambda: [decode_bytes(blob) for blob in data], n),
             "mriscan load (decode + preprocess + quality)": cpu_ms_per_file(
                 lambda: load_chunk(paths, PreprocessConfig(), 10**9), n),
         }
-        difference = max(float(np.abs(_linear_display(s, d) - apply_voi_lut(apply_modality_lut(s, d), d)).max())
+        difference = max(float(np.abs(linear_display(s, d) - apply_voi_lut(apply_modality_lut(s, d), d)).max())
                          for s, d in zip(stored[:50], datasets[:50], strict=True))
     print(f"{n} DICOM files, {args.side}x{args.side}, 12 bits stored, rescale + LINEAR window; CPU per file:")
     for name, cost in costs.items():

@@ -9,7 +9,7 @@ the cost does not depend on the weights):
   (quickshift, batch_size 10, hide_color None, top_labels 5) with ``model.predict``;
 - ``lime defaults, compiled``: the same with mriscan's compiled forward pass, to show how
   much of the gain is LIME's own loop rather than Keras' per-call overhead;
-- ``mriscan lime``: :class:`mriscan.explain.LimeExplainer`;
+- ``mriscan lime``: :class:`mriscan.explain.lime.LimeExplainer`;
 - ``default model, keras`` and ``default model, network file``: the same with the shipped default
   model (``compact``), querying its Keras model or the network file scan predicts with (int8 in
   ONNX Runtime, which ``mriscan explain`` uses);
@@ -38,7 +38,7 @@ DEFAULT_DATA = REPO.parent / "shared" / "data" / "br35h"
 def _load_inputs(data: Path, count: int, image_size: int) -> list[np.ndarray]:
     import cv2
 
-    from mriscan.preprocess import PreprocessConfig, preprocess
+    from mriscan.data.preprocess import PreprocessConfig, preprocess
 
     paths = sorted((data / "yes").glob("*.jpg"))[: (count + 1) // 2] + sorted((data / "no").glob("*.jpg"))[: count // 2]
     config = PreprocessConfig(image_size=image_size)
@@ -92,11 +92,11 @@ def main() -> None:
     sys.path.insert(0, str(REPO))
     from skimage.segmentation import quickshift
 
-    from mriscan.architectures import build_model
-    from mriscan.explain import LimeExplainer, mri_superpixels
-    from mriscan.keras_explain import CompiledProbabilities, GradCamExplainer
-    from mriscan.model import load_bundle
-    from mriscan.overlay import OverlayCaption, render_overlay
+    from mriscan.explain.keras_explain import CompiledProbabilities, GradCamExplainer
+    from mriscan.explain.lime import LimeExplainer, mri_superpixels
+    from mriscan.explain.overlay import OverlayCaption, render_overlay
+    from mriscan.model.architectures import build_model
+    from mriscan.model.bundle import load_bundle
 
     images = _load_inputs(args.data, args.images, 150)
     model = build_model("seed", 150)

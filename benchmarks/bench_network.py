@@ -28,8 +28,8 @@ DEFAULT_DATA = REPO.parent / "shared" / "data" / "br35h"
 
 def load_images(data: Path, bundle) -> tuple[np.ndarray, np.ndarray]:
     """Model inputs and labels (1 = tumour) of the readable images under ``data``'s class folders."""
-    from mriscan.dataset import find_labelled_files
-    from mriscan.loader import load_all
+    from mriscan.data.dataset import find_labelled_files
+    from mriscan.data.loader import load_all
 
     files = find_labelled_files((data,))
     label_of = {f.path: f.label for f in files}
@@ -39,7 +39,7 @@ def load_images(data: Path, bundle) -> tuple[np.ndarray, np.ndarray]:
 
 def cpu_per_image(networks: dict, images: np.ndarray, repeat: int) -> dict[str, list[float]]:
     """CPU ms per image of each network over all images, the networks alternating, ``repeat`` times."""
-    from mriscan.model import network_probability
+    from mriscan.model.bundle import network_probability
 
     for network in networks.values():
         network_probability(network, images[:64])  # first-run allocations
@@ -53,10 +53,11 @@ def cpu_per_image(networks: dict, images: np.ndarray, repeat: int) -> dict[str, 
 
 
 def main() -> None:
-    from mriscan.fit import CALIBRATION_IMAGES, fixed_subset
-    from mriscan.metrics import classification_metrics
-    from mriscan.model import apply_temperature, load_bundle, network_probability
-    from mriscan.onnx_network import INT8, OnnxNetwork, export_onnx, quantize_onnx
+    from mriscan.evaluation.metrics import classification_metrics
+    from mriscan.model.bundle import apply_temperature, load_bundle, network_probability
+    from mriscan.model.export import INT8, export_onnx, quantize_onnx
+    from mriscan.model.fit import CALIBRATION_IMAGES, fixed_subset
+    from mriscan.model.runtime import OnnxNetwork
 
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--data", type=Path, default=DEFAULT_DATA)

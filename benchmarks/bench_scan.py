@@ -40,7 +40,7 @@ import cv2
 import numpy as np
 from joblib import Parallel, delayed
 
-from mriscan.model import ModelBundle
+from mriscan.model.bundle import ModelBundle
 
 REPO = Path(__file__).resolve().parents[1]
 DEFAULT_DATA = REPO.parent / "shared" / "data" / "br35h"
@@ -131,13 +131,14 @@ def stage_costs(files: list[Path], model: Path | None, n: int = 1024) -> dict[st
     files with one OpenCV thread (as in the loader's workers), so that their sum can be set against
     the budget the 0.5x target leaves: twice the bound's CPU per file.
     """
-    from mriscan.hashing import bytes_sha256
-    from mriscan.imageio import decode_bytes, read_file_bytes
-    from mriscan.loader import load_chunk, single_threaded_opencv
-    from mriscan.model import load_bundle
-    from mriscan.preprocess import preprocess
-    from mriscan.quality import input_statistics, low_quality_reasons
-    from mriscan.scan import predict_rows
+    from mriscan.data.loader import load_chunk
+    from mriscan.data.preprocess import preprocess
+    from mriscan.data.quality import input_statistics, low_quality_reasons
+    from mriscan.execution.local import single_threaded_opencv
+    from mriscan.io.hashing import bytes_sha256
+    from mriscan.io.reader import decode_bytes, read_file_bytes
+    from mriscan.model.bundle import load_bundle
+    from mriscan.scan.pipeline import predict_rows
 
     single_threaded_opencv()
     sample = [files[i * len(files) // n] for i in range(n)] if len(files) >= n else (files * n)[:n]  # spread out

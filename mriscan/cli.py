@@ -144,7 +144,7 @@ def fit(data_dirs: tuple[Path, ...], out_dir: Path, epochs: int, batch_size: int
     Duplicates are removed across all of them before the split. With --init-from, training
     continues from an existing bundle's weights; the card records that parent and the data.
     """
-    from mriscan.fit import FitOptions, resolve_model_settings, run_fit
+    from mriscan.model.fit import FitOptions, resolve_model_settings, run_fit
     from mriscan.progress import RichFitProgress, print_fit_summary
 
     arch, preprocessing = resolve_model_settings(init_from, arch, image_size)
@@ -181,7 +181,7 @@ def scan(input_dir: Path, out: Path, model_dir: Path | None, workers: int, resum
     if resume and overwrite:
         raise click.UsageError("--resume and --overwrite exclude each other")
     from mriscan.progress import ScanProgress, print_scan_summary
-    from mriscan.scan import ScanOptions, prepare_output, run_scan
+    from mriscan.scan.pipeline import ScanOptions, prepare_output, run_scan
 
     options = ScanOptions(input_dir=input_dir, out=out, workers=workers, resume=resume, overwrite=overwrite,
                           dicom_uids=dicom_uids, max_pixels=max_pixels, scheduler=scheduler)
@@ -218,8 +218,8 @@ def dedup(data_dir: Path, out: Path, overwrite: bool, image_size: int, against: 
 
     With --against OTHER: the images of DATA_DIR that are copies of images of OTHER.
     """
-    from mriscan.dedup_report import write_cross_report, write_duplicate_report
-    from mriscan.preprocess import PreprocessConfig
+    from mriscan.data.preprocess import PreprocessConfig
+    from mriscan.dedup.report import write_cross_report, write_duplicate_report
 
     config = PreprocessConfig(image_size=image_size)
     if against is not None:
@@ -252,8 +252,8 @@ def explain(target: Path, model_dir: Path | None, out_dir: Path | None, method: 
 
     TARGET is an image, a folder, or a CSV written by scan (then its flagged rows, unless --all).
     """
-    from mriscan.explain import method_needs_keras
-    from mriscan.explain_batch import run_explain
+    from mriscan.explain.batch import run_explain
+    from mriscan.explain.factory import method_needs_keras
 
     # LIME on the bundle's network file needs no Keras model: then TensorFlow is never imported.
     bundle = _load_model(model_dir, keras=method_needs_keras(method))
@@ -321,8 +321,8 @@ def evaluate(data_dirs: tuple[Path, ...], model_dir: Path | None, out_dir: Path,
     flagged share and calibration, with bootstrap 95% intervals; report.md, metrics.json and
     ROC, confusion-matrix and reliability pictures. DATA_DIRS follow fit's folder-name rules.
     """
-    from mriscan.evaluate import LabelledData
-    from mriscan.evaluation_report import metrics_table, run_evaluation
+    from mriscan.evaluation.evaluate import LabelledData
+    from mriscan.evaluation.report import metrics_table, run_evaluation
 
     data = LabelledData(dirs=data_dirs, positive=positive, negative=negative, workers=workers)
     evaluation = run_evaluation(model_dir, data, out_dir, overwrite=overwrite, seed=seed, resamples=resamples)
@@ -344,8 +344,8 @@ def compare(model_a: Path, model_b: Path, data_dirs: tuple[Path, ...], out_dir: 
     Side-by-side metrics with bootstrap intervals, DeLong's test of the AUROC difference,
     McNemar's test at each model's own threshold, overlaid ROC curves and disagreements.csv.
     """
-    from mriscan.comparison import comparison_table, disagreement_rows, run_comparison
-    from mriscan.evaluate import LabelledData
+    from mriscan.evaluation.compare import comparison_table, disagreement_rows, run_comparison
+    from mriscan.evaluation.evaluate import LabelledData
 
     data = LabelledData(dirs=data_dirs, positive=positive, negative=negative, workers=workers)
     comparison = run_comparison(model_a, model_b, data, out_dir, overwrite=overwrite, seed=seed,
@@ -372,9 +372,9 @@ def promote(new_model: Path, current_model: Path, data_dirs: tuple[Path, ...], p
     misses significantly more tumours (McNemar), or when its AUROC is significantly lower (DeLong),
     at p < 0.05. The replaced bundle is kept as <CURRENT>.v<N>-<model_id>.
     """
-    from mriscan.comparison import comparison_table
-    from mriscan.evaluate import LabelledData
-    from mriscan.promotion import promote_model
+    from mriscan.evaluation.compare import comparison_table
+    from mriscan.evaluation.evaluate import LabelledData
+    from mriscan.evaluation.promote import promote_model
 
     data = LabelledData(dirs=data_dirs, positive=positive, negative=negative, workers=workers)
     promotion = promote_model(new_model, current_model, data, seed=seed, resamples=resamples)
@@ -389,7 +389,7 @@ def _load_model(model_dir: Path | None, quiet: bool = False, keras: bool = True)
     TensorFlow's C++ side writes them to file descriptor 2 before any Python logging setting
     applies, so a nightly job would mail them every night. They are replayed if loading fails.
     """
-    from mriscan.model import load_bundle
+    from mriscan.model.bundle import load_bundle
 
     if not (quiet or not sys.stderr.isatty()):
         return load_bundle(model_dir, keras=keras)

@@ -49,3 +49,7 @@ class PromotionRefused(MriscanError):
 
 class ClusterError(MriscanError):
     """``--scheduler`` cannot be used: Dask is not installed, the scheduler is unreachable or a worker failed."""
+
+
+class ExplainError(MriscanError):
+    """An explanation cannot be computed for this model, image or setting."""

@@ -109,9 +109,9 @@ def labelled_folder(tmp_path: Path, write_png) -> Path:
 def save_seed_bundle(out: Path, *, image_size: int = 64, threshold: float = 0.5, review_threshold: float = 0.3,
                      zero_weights: bool = False, **card: object) -> Path:
     """Save an untrained 'seed' network as a proper bundle; with ``zero_weights`` it says P = 0.5 to everything."""
-    from mriscan.architectures import build_model
-    from mriscan.model import save_bundle
-    from mriscan.preprocess import PreprocessConfig
+    from mriscan.data.preprocess import PreprocessConfig
+    from mriscan.model.architectures import build_model
+    from mriscan.model.bundle import save_bundle
 
     model = build_model("seed", image_size)
     if zero_weights:
@@ -140,7 +140,7 @@ def write_class_folders(root: Path, seeds: range, healthy_offset: int = 1000) ->
     return root
 
 
-class _SilentFitProgress:
+class SilentFitProgress:
     def stage(self, message: str) -> None: ...
     def loading(self, total_files: int) -> None: ...
     def loaded(self, files: int) -> None: ...
@@ -157,13 +157,13 @@ def holdout_folder(tmp_path_factory) -> Path:
 @pytest.fixture(scope="session")
 def trained_bundle(tmp_path_factory) -> Path:
     """A 'seed' network fitted for 2 epochs at 64 px on 30 + 30 brain-like slices; it separates them well."""
-    from mriscan.fit import FitOptions, run_fit
-    from mriscan.preprocess import PreprocessConfig
+    from mriscan.data.preprocess import PreprocessConfig
+    from mriscan.model.fit import FitOptions, run_fit
 
     root = tmp_path_factory.mktemp("trained")
     options = FitOptions(data_dirs=(write_class_folders(root / "train", range(30)),), out_dir=root / "model",
                          preprocessing=PreprocessConfig(image_size=64), arch="seed", epochs=2, workers=1, seed=3)
-    run_fit(options, _SilentFitProgress())
+    run_fit(options, SilentFitProgress())
     return root / "model"
 
 
@@ -197,3 +197,14 @@ def run_cli_in_fresh_process(args: list[str]) -> tuple[object, bool, bool]:
     assert report, result.stdout + result.stderr
     _, code, tensorflow, keras = report[-1]
     return int(code), tensorflow == "True", keras == "True"
+
+
+SLOW_FIXTURES = frozenset({"trained_bundle", "fitted"})
+"""Fixtures that train a model: every test that uses one is marked ``slow``."""
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Mark the tests that need a trained model ``slow``, so ``-m "not slow"`` leaves them out."""
+    for item in items:
+        if SLOW_FIXTURES & set(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.slow)

@@ -73,6 +73,7 @@ def test_resumed_scan_reports_skipped_files_and_only_the_rest_to_do(incoming, tm
     assert (scanned, unreadable, skipped) == ("1", "1", "70")
 
 
+@pytest.mark.slow
 def test_quiet_real_process_prints_nothing_at_all(tmp_path, tiny_bundle, write_png):
     """Not even TensorFlow's native start-up lines, which a cron job would mail every night."""
     import subprocess

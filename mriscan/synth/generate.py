@@ -20,8 +20,8 @@ from pathlib import Path
 
 import numpy as np
 
-from mriscan.atomic import staged_output_folder
 from mriscan.errors import SynthError
+from mriscan.io.atomic import staged_output_folder
 from mriscan.synth.anatomy import PLANES, TemplateVolumes, load_template, slice_positions
 from mriscan.synth.contrast import CONTRASTS
 from mriscan.synth.healthy import list_healthy_sources, read_grey

@@ -13,8 +13,8 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from mriscan.discover import find_candidates, relative_posix
 from mriscan.errors import InputFolderError, SynthError
+from mriscan.io.discover import find_candidates, relative_posix
 from mriscan.synth.lesion import MIN_BRAIN_PIXELS
 
 # Skull plus scalp thickness as a fraction of the head's equivalent radius (about 12 of 85 mm),

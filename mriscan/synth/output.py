@@ -1,6 +1,6 @@
 """Writing a synthetic dataset's files: images, masks and the manifest.
 
-The dataset folder itself is staged and moved into place by :mod:`mriscan.atomic`, like bundles
+The dataset folder itself is staged and moved into place by :mod:`mriscan.io.atomic`, like bundles
 and reports: a killed run never leaves a half-written dataset under the requested name, and a
 replaced dataset is kept beside the new one.
 """

@@ -17,7 +17,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from mriscan.atomic import staged_output_folder
+from mriscan.io.atomic import staged_output_folder
 from mriscan.synth.generate import generate_dataset
 from mriscan.synth.output import write_image
 

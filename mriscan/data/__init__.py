@@ -1,0 +1,1 @@
+"""From decoded pixels to model inputs: the one preprocessing path, quality facts, loading, splits."""

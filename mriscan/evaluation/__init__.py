@@ -1,0 +1,1 @@
+"""Measuring models: metrics, evaluate, compare, promote, paired tests, plots."""

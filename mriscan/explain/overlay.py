@@ -1,0 +1,208 @@
+"""Overlay pictures of explanations: the model input beside the evidence drawn over it.
+
+Regions that push the prediction toward tumour are red, regions that push it away are blue,
+both alpha-blended over the grey slice in proportion to their weight, with outlines around the
+strongest regions. The title carries the probability, decision, threshold and model id, and
+nothing else: no file name and no DICOM attribute ever reaches the picture.
+
+PNG bytes are deterministic (no software version or date chunk), so the same explanation always
+gives the same file. Each overlay carries a PNG text chunk marking it as mriscan's (see
+:func:`is_mriscan_overlay`), which lets a later run replace its own overlays and refuse to
+overwrite anybody else's file. Matplotlib is imported when a picture is drawn, not before.
+"""
+
+from __future__ import annotations
+
+import io
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+if TYPE_CHECKING:
+    from matplotlib.axes import Axes
+    from matplotlib.figure import Figure
+
+    from mriscan.explain.base import Explanation
+
+OVERLAY_SUFFIXES = {"lime": ".lime.png", "gradcam": ".gradcam.png"}
+TOWARD_COLOUR = (0.84, 0.15, 0.16)
+AWAY_COLOUR = (0.12, 0.47, 0.71)
+_MARKER_KEY = "mriscan-overlay"
+_MAX_ALPHA = 0.7
+_DPI = 100
+
+
+@dataclass(frozen=True)
+class OverlayCaption:
+    """What the picture's title says about the prediction.
+
+    Attributes
+    ----------
+    probability : the model's P(tumour).
+    decision : ``"tumor"`` or ``"no_tumor"``, as in the scan CSV.
+    threshold : the decision threshold.
+    model_id : the model bundle's id (the first 12 characters are shown).
+    """
+
+    probability: float
+    decision: str
+    threshold: float
+    model_id: str
+
+
+def blend_evidence(grey: np.ndarray, weights: np.ndarray) -> np.ndarray:
+    """Colour the grey image red where weights are positive and blue where negative.
+
+    The opacity of each pixel's colour is its weight's share of the largest absolute weight
+    (up to 0.7), so weak evidence stays faint and the anatomy stays visible.
+
+    Parameters
+    ----------
+    grey : (H, W) image with values in [0, 1].
+    weights : (H, W) signed weights.
+
+    Returns
+    -------
+    float array (H, W, 3) with values in [0, 1].
+
+    Examples
+    --------
+    >>> rgb = blend_evidence(np.full((1, 2), 0.5), np.array([[1.0, -1.0]]))
+    >>> bool(rgb[0, 0, 0] > rgb[0, 0, 2]), bool(rgb[0, 1, 2] > rgb[0, 1, 0])
+    (True, True)
+    """
+    base = np.repeat(np.clip(grey, 0.0, 1.0)[..., np.newaxis], 3, axis=2).astype(np.float64)
+    scale = float(np.max(np.abs(weights)))
+    if scale <= 0.0:
+        return base
+    alpha = (_MAX_ALPHA * np.abs(weights) / scale)[..., np.newaxis]
+    colour = np.where((weights > 0)[..., np.newaxis], TOWARD_COLOUR, AWAY_COLOUR)
+    return base * (1.0 - alpha) + colour * alpha
+
+
+def head_evidence(explanation: Explanation) -> np.ndarray:
+    """The weights the picture draws: LIME's background segment (label 0) is left uncoloured.
+
+    The background is one segment as large as all the air and letterbox together, so even a
+    small weight would tint the whole frame and hide the head's evidence; its direction is
+    named in the panel title instead (see :func:`background_note`).
+    """
+    if explanation.segments is None:
+        return explanation.weights
+    return np.where(explanation.segments == 0, 0.0, explanation.weights)
+
+
+def background_note(explanation: Explanation) -> str:
+    """Words on LIME's background weight when it is at least a tenth of the strongest, else "".
+
+    Examples
+    --------
+    >>> from mriscan.explain.base import Explanation
+    >>> segments = np.array([[0, 1, 2]])
+    >>> background_note(Explanation(np.array([[0.5, 1.0, -0.2]]), segments, 0.5, "lime", ""))
+    'outside the head: toward tumour'
+    """
+    if explanation.segments is None:
+        return ""
+    background = explanation.weights[explanation.segments == 0]
+    strongest = float(np.max(np.abs(explanation.weights)))
+    if background.size == 0 or abs(background[0]) < 0.1 * strongest:
+        return ""
+    return "outside the head: " + ("toward tumour" if background[0] > 0 else "away from tumour")
+
+
+def strongest_regions(explanation: Explanation, count: int = 5) -> tuple[np.ndarray, np.ndarray]:
+    """Masks of the strongest evidence toward and away from tumour inside the head.
+
+    For LIME, the ``count`` superpixels with the largest positive (negative) weights, the
+    background segment excluded; for a pixel map such as Grad-CAM, the pixels above half of its
+    maximum (below half its minimum).
+
+    Returns
+    -------
+    (toward, away) boolean masks of the explanation's shape.
+    """
+    weights, segments = head_evidence(explanation), explanation.segments
+    if segments is None:
+        top, bottom = float(weights.max()), float(weights.min())
+        return (weights >= 0.5 * top) & (weights > 0), (weights <= 0.5 * bottom) & (weights < 0)
+    labels = np.arange(int(segments.max()) + 1)
+    per_segment = np.zeros(labels.size)
+    per_segment[segments.ravel()] = weights.ravel()
+    order = np.argsort(per_segment, kind="stable")
+    toward = [label for label in order[::-1][:count] if per_segment[label] > 0]
+    away = [label for label in order[:count] if per_segment[label] < 0]
+    return np.isin(segments, toward), np.isin(segments, away)
+
+
+def render_overlay(image: np.ndarray, explanation: Explanation, caption: OverlayCaption) -> bytes:
+    """Draw the model input beside its explanation and return the PNG bytes.
+
+    Parameters
+    ----------
+    image : (S, S, 1) or (S, S) model input with values in [0, 1].
+    explanation : the explanation of that input.
+    caption : the prediction facts for the title.
+    """
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    grey = np.asarray(image, dtype=np.float64).reshape(explanation.weights.shape)
+    figure = Figure(figsize=(8.0, 4.6), dpi=_DPI)
+    FigureCanvasAgg(figure)
+    left, right = figure.subplots(1, 2)
+    figure.subplots_adjust(left=0.02, right=0.98, top=0.83, bottom=0.13, wspace=0.04)
+    left.imshow(grey, cmap="gray", vmin=0.0, vmax=1.0, interpolation="nearest")
+    left.set_title("Model input", fontsize=10)
+    right.imshow(blend_evidence(grey, head_evidence(explanation)), interpolation="nearest")
+    note = background_note(explanation)
+    right.set_title(f"Evidence ({note})" if note else "Evidence", fontsize=10)
+    _outline_strongest(right, explanation)
+    for axes in (left, right):
+        axes.set_axis_off()
+    _add_legend(figure)
+    _add_title(figure, caption, explanation.details)
+    buffer = io.BytesIO()
+    figure.savefig(buffer, format="png", dpi=_DPI, metadata={"Software": None, _MARKER_KEY: explanation.method})
+    return buffer.getvalue()
+
+
+def _outline_strongest(axes: Axes, explanation: Explanation) -> None:
+    toward, away = strongest_regions(explanation)
+    for mask, colour, style in ((toward, TOWARD_COLOUR, "solid"), (away, AWAY_COLOUR, "dashed")):
+        if mask.any() and not mask.all():
+            axes.contour(mask.astype(float), levels=[0.5], colors=[colour], linewidths=1.6, linestyles=style)
+
+
+def _add_legend(figure: Figure) -> None:
+    from matplotlib.lines import Line2D
+    from matplotlib.patches import Patch
+
+    handles = [
+        Patch(color=TOWARD_COLOUR, alpha=_MAX_ALPHA, label="toward tumour"),
+        Patch(color=AWAY_COLOUR, alpha=_MAX_ALPHA, label="away from tumour"),
+        Line2D([], [], color=TOWARD_COLOUR, linewidth=1.6, label="strongest toward"),
+        Line2D([], [], color=AWAY_COLOUR, linewidth=1.6, linestyle="dashed", label="strongest away"),
+    ]
+    figure.legend(handles=handles, loc="lower center", ncol=4, fontsize=9, frameon=False, bbox_to_anchor=(0.5, 0.035))
+    figure.text(0.5, 0.01, "Research and triage aid, not a diagnostic device.", ha="center", fontsize=8, color="0.35")
+
+
+def _add_title(figure: Figure, caption: OverlayCaption, details: str) -> None:
+    headline = (
+        f"P(tumour) = {caption.probability:.3f}   decision: {caption.decision}   threshold {caption.threshold:.3f}"
+    )
+    figure.suptitle(f"{headline}\nmodel {caption.model_id[:12]}   {details}", fontsize=11)
+
+
+def is_mriscan_overlay(path: Path) -> bool:
+    """True when ``path`` is a PNG that :func:`render_overlay` made (it carries our marker)."""
+    from PIL import Image, UnidentifiedImageError
+
+    try:
+        with Image.open(path) as picture:
+            return picture.format == "PNG" and _MARKER_KEY in getattr(picture, "text", {})
+    except (OSError, UnidentifiedImageError):
+        return False

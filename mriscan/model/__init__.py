@@ -1,0 +1,1 @@
+"""The model: bundle and card, architectures, training and fit, calibration, ONNX export and runtime."""

@@ -1,0 +1,234 @@
+"""``mriscan scan``: candidates -> parallel decode + preprocess -> batched prediction -> flags -> CSV.
+
+Files stream through in chunks (memory stays bounded) and every candidate gets a row, with an
+error when it could not be read. With the bundle's ONNX network, each worker process decodes,
+preprocesses and predicts its chunks and sends back only rows; with a Keras-only bundle, workers
+decode and preprocess while the network predicts in this process.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from dataclasses import dataclass, field
+from functools import partial
+from pathlib import Path
+
+import numpy as np
+from joblib import effective_n_jobs
+
+from mriscan.data.loader import LoadedImage, iter_loaded_chunks, load_chunk
+from mriscan.execution.local import DEFAULT_CHUNK_SIZE, chunked, map_in_workers, single_threaded_opencv
+from mriscan.io.discover import find_candidates, relative_posix
+from mriscan.io.hashing import file_sha256
+from mriscan.io.reader import DEFAULT_MAX_PIXELS
+from mriscan.model.bundle import ModelBundle
+from mriscan.scan.flags import flag_result
+from mriscan.scan.results import COLUMNS, UID_COLUMNS, ResultsWriter, Row
+
+ProgressCallback = Callable[[int, int], None]
+
+
+@dataclass(frozen=True)
+class ScanOptions:
+    """Everything ``mriscan scan`` was asked to do."""
+
+    input_dir: Path
+    out: Path
+    workers: int = -1
+    resume: bool = False
+    overwrite: bool = False
+    dicom_uids: bool = False
+    chunk_size: int = DEFAULT_CHUNK_SIZE
+    max_pixels: int = DEFAULT_MAX_PIXELS
+    scheduler: str | None = None  # a Dask scheduler address: predict on that cluster (mriscan.execution.cluster)
+
+
+@dataclass
+class ScanSummary:
+    """What a scan did, for the closing summary and the exit code."""
+
+    candidates: int = 0
+    scanned: int = 0
+    tumor: int = 0
+    flagged: int = 0
+    unreadable: int = 0
+    skipped: int = 0
+    seconds: float = 0.0
+    rows: list[Row] = field(default_factory=list, repr=False)
+
+    @property
+    def files_per_second(self) -> float:
+        return self.scanned / self.seconds if self.seconds > 0 else 0.0
+
+
+def prepare_output(options: ScanOptions) -> ResultsWriter:
+    """Check and lock the output before any work, so a bad --out fails fast."""
+    columns = COLUMNS + (UID_COLUMNS if options.dicom_uids else ())
+    return ResultsWriter(options.out, columns, resume=options.resume, overwrite=options.overwrite)
+
+
+def run_scan(
+    options: ScanOptions,
+    bundle: ModelBundle,
+    writer: ResultsWriter,
+    on_progress: ProgressCallback | None = None,
+) -> ScanSummary:
+    """Scan every candidate under ``options.input_dir`` into ``writer``; return the summary."""
+    started = time.monotonic()
+    summary = ScanSummary()
+    try:
+        candidates = find_candidates(options.input_dir)
+        summary.candidates = len(candidates)
+        todo = _files_to_scan(candidates, writer, bundle.model_id, options.input_dir)
+        summary.skipped = len(candidates) - len(todo)
+        writer.start()
+        done = summary.skipped
+        if on_progress is not None:  # starts the clock, so files/s and ETA leave out start-up and skipped files
+            on_progress(done, len(candidates))
+        for rows in _predicted_chunks(todo, options, bundle):
+            writer.append(rows)
+            _count(summary, rows)
+            done += len({row["path"] for row in rows})
+            if on_progress is not None:
+                on_progress(done, len(candidates))
+        summary.rows = writer.finish()
+    finally:
+        writer.close()
+    summary.seconds = time.monotonic() - started
+    return summary
+
+
+def _predicted_chunks(paths: list[Path], options: ScanOptions, bundle: ModelBundle) -> Iterator[list[Row]]:
+    """Rows of ``paths`` chunk by chunk, in input order: predicted here, or on the --scheduler cluster."""
+    if options.scheduler is not None:
+        yield from predict_on_cluster(paths, options, bundle)
+        return
+    chunks, workers = chunked(paths, options.chunk_size), effective_n_jobs(options.workers)
+    if bundle.network is not None and workers > 1 and len(chunks) > 1:
+        rows_of = partial(_rows_in_worker, root=options.input_dir, max_pixels=options.max_pixels)
+        yield from map_in_workers(rows_of, chunks, workers, initializer=_start_predicting_worker,
+                                  initargs=(bundle.network.data, dict(bundle.card), bundle.directory))
+        return
+    for chunk in iter_loaded_chunks(paths, bundle.preprocess_config, workers=options.workers,
+                                    chunk_size=options.chunk_size, max_pixels=options.max_pixels):
+        yield predict_rows(chunk, bundle, options.input_dir)
+
+
+_worker_bundle: ModelBundle | None = None
+"""In a worker process of a local scan: the bundle rebuilt from the ONNX network's bytes."""
+
+
+def _start_predicting_worker(network: bytes, card: dict, directory: Path) -> None:
+    """Worker start-up: one OpenCV thread, and the network in this process's own ONNX Runtime session."""
+    from mriscan.model.runtime import OnnxNetwork
+
+    global _worker_bundle
+    single_threaded_opencv()
+    _worker_bundle = ModelBundle(model=None, card=card, directory=directory, network=OnnxNetwork(network))
+
+
+def _rows_in_worker(paths: list[Path], root: Path, max_pixels: int) -> list[Row]:
+    assert _worker_bundle is not None, "the worker was not started with _start_predicting_worker"
+    return rows_of_chunk(paths, _worker_bundle, root, max_pixels)
+
+
+def predict_on_cluster(paths: Sequence[Path], options: ScanOptions, bundle: ModelBundle) -> Iterator[list[Row]]:
+    """Scan rows of ``paths``, one list per chunk in input order, predicted on the ``options.scheduler`` cluster.
+
+    The bundle's files are read here and shipped to the workers once (:mod:`mriscan.execution.cluster`);
+    each task decodes, preprocesses and predicts one chunk and returns its rows.
+    """
+    from mriscan.execution.cluster import ModelPlugin, connected, in_order, register_model
+
+    if not paths:  # e.g. a --resume with nothing left to do: no need for the cluster
+        return
+    plugin = ModelPlugin.from_bundle(bundle)
+    with connected(options.scheduler) as client:
+        plugin_name = register_model(client, options.scheduler, plugin)
+        yield from in_order(client, options.scheduler, _rows_on_cluster_worker, chunked(paths, options.chunk_size),
+                            plugin_name, options.input_dir, options.max_pixels)
+
+
+def _rows_on_cluster_worker(paths: list[Path], plugin_name: str, root: Path, max_pixels: int) -> list[Row]:
+    """On a Dask worker: decode, preprocess and predict one chunk of files; return its scan rows."""
+    from mriscan.execution.cluster import shipped_bundle
+
+    return rows_of_chunk(paths, shipped_bundle(plugin_name), root, max_pixels)
+
+
+def rows_of_chunk(paths: list[Path], bundle: ModelBundle, root: Path, max_pixels: int) -> list[Row]:
+    """Decode, preprocess and predict one chunk of files; return its rows (a worker's task, local or Dask)."""
+    return predict_rows(load_chunk(paths, bundle.preprocess_config, max_pixels), bundle, root)
+
+
+def _files_to_scan(candidates: list[Path], writer: ResultsWriter, model_id: str, root: Path) -> list[Path]:
+    """With --resume, skip files whose rows were made from the same bytes by the same model."""
+    if not writer.previous:
+        return candidates
+    previous: dict[str, list[Row]] = {}
+    for row in writer.previous.values():
+        previous.setdefault(row["path"], []).append(row)
+    todo = []
+    for path in candidates:
+        rows = previous.get(relative_posix(path, root), [])
+        if not (rows and all(_reusable(row, model_id) for row in rows) and _same_bytes(path, rows[0])):
+            todo.append(path)
+    return todo
+
+
+def _reusable(row: Row, model_id: str) -> bool:
+    return row.get("model_id") == model_id and not row.get("error")
+
+
+def _same_bytes(path: Path, row: Row) -> bool:
+    try:
+        return file_sha256(path) == row.get("sha256")
+    except OSError:
+        return False
+
+
+def predict_rows(chunk: list[LoadedImage], bundle: ModelBundle, root: Path) -> list[Row]:
+    """Rows for one chunk of loaded images: predictions in one batch, errors as rows."""
+    readable = [record for record in chunk if record.ok]
+    probabilities = bundle.predict(np.stack([r.model_input for r in readable])) if readable else []
+    probability_of = {id(r): float(p) for r, p in zip(readable, probabilities, strict=True)}
+    return [_row(record, probability_of.get(id(record)), bundle, root) for record in chunk]
+
+
+def _row(record: LoadedImage, probability: float | None, bundle: ModelBundle, root: Path) -> Row:
+    row = {
+        "path": relative_posix(record.path, root),
+        "frame": "" if record.frame is None else str(record.frame),
+        "sha256": record.sha256,
+        "threshold": f"{bundle.threshold:.6g}",
+        "review_threshold": f"{bundle.review_threshold:.6g}",
+        "model_id": bundle.model_id,
+        "study_instance_uid": record.dicom_uids.get("StudyInstanceUID", ""),
+        "series_instance_uid": record.dicom_uids.get("SeriesInstanceUID", ""),
+        "sop_instance_uid": record.dicom_uids.get("SOPInstanceUID", ""),
+    }
+    if probability is None:
+        return {**row, "probability": "", "prediction": "", "flagged": "false", "flag_reason": "",
+                "flag_detail": "", "error": record.error or "unreadable"}
+    flag = flag_result(record, probability, bundle.threshold, bundle.review_threshold,
+                       bundle.card.get("input_statistics_ranges", {}))
+    return {
+        **row,
+        "probability": f"{probability:.6f}",
+        "prediction": "tumor" if probability >= bundle.threshold else "no_tumor",
+        "flagged": "true" if flag.flagged else "false",
+        "flag_reason": ";".join(flag.codes),
+        "flag_detail": "; ".join(flag.details),
+        "error": "",
+    }
+
+
+def _count(summary: ScanSummary, rows: Iterable[Row]) -> None:
+    for row in rows:
+        if row["error"]:
+            summary.unreadable += 1
+            continue
+        summary.scanned += 1
+        summary.tumor += row["prediction"] == "tumor"
+        summary.flagged += row["flagged"] == "true"
