@@ -131,13 +131,19 @@ _REPORT_FOLDER = _stacked(
               help="Train, validation and test fractions.")
 @_LABEL_NAMES
 @click.option("--no-augment", is_flag=True, help="Train without augmentation.")
+@click.option("--source-balance", type=click.FloatRange(0.0, 1.0), default=0.0, show_default=True,
+              help="Within each class, weight each data folder by count**(1 - B): 0 weights images equally, "
+                   "1 weights folders equally.")
+@click.option("--strip-augment", "strip_probability", type=click.FloatRange(0.0, 1.0), default=0.0,
+              show_default=True, help="Share of training images shown skull-stripped (brain only).")
 @click.option("--overwrite", is_flag=True, help="Replace an existing bundle (the old one is kept beside it).")
 @_WORKERS
 @_fatal_on_mriscan_error
 def fit(data_dirs: tuple[Path, ...], out_dir: Path, epochs: int, batch_size: int, image_size: int | None,
         seed: int, arch: str | None, init_from: Path | None, exclude_dirs: tuple[Path, ...], target_recall: float,
         threshold_sources: tuple[str, ...], fractions: tuple[float, float, float], positive: tuple[str, ...],
-        negative: tuple[str, ...], no_augment: bool, overwrite: bool, workers: int) -> None:
+        negative: tuple[str, ...], no_augment: bool, source_balance: float, strip_probability: float,
+        overwrite: bool, workers: int) -> None:
     """Train a model on labelled class folders and save it as a bundle.
 
     DATA_DIRS each hold one sub-folder per class (yes/no, tumor/no_tumor, glioma, normal, ...).
@@ -153,7 +159,7 @@ def fit(data_dirs: tuple[Path, ...], out_dir: Path, epochs: int, batch_size: int
         epochs=epochs, batch_size=batch_size, seed=seed, target_recall=target_recall, fractions=fractions,
         workers=workers, positive=positive, negative=negative, overwrite=overwrite, augment=not no_augment,
         command="mriscan " + " ".join(sys.argv[1:]), init_from=init_from, exclude_dirs=exclude_dirs,
-        threshold_sources=threshold_sources,
+        threshold_sources=threshold_sources, source_balance=source_balance, strip_probability=strip_probability,
     )
     with RichFitProgress() as progress:
         card = run_fit(options, progress)

@@ -9,9 +9,57 @@ from __future__ import annotations
 
 from typing import Any
 
+import cv2
+import numpy as np
 
-def build_augmenter(seed: int) -> Any:
-    """A callable ``augment(images) -> images`` for float32 batches (n, S, S, 1) in [0, 1]."""
+STRIP_PEEL_RANGE = (0.06, 0.18)
+"""Skull-and-scalp rim peeled off by :func:`strip_to_brain`, as a fraction of the head's equivalent radius."""
+
+
+def strip_to_brain(images: np.ndarray, seed: int) -> np.ndarray:
+    """Each model input with everything outside its estimated brain set to 0: a skull-stripped copy.
+
+    Some sources are skull-stripped and hold one class only; showing the network stripped copies of
+    every source, both classes, makes "no skull" carry no label. The brain is the head (largest
+    bright region, holes filled) less a rim of random thickness in :data:`STRIP_PEEL_RANGE`.
+
+    Examples
+    --------
+    >>> head = np.zeros((1, 64, 64, 1), np.float32); head[0, 8:56, 8:56] = 0.8
+    >>> stripped = strip_to_brain(head, seed=0)
+    >>> bool(stripped[0, 32, 32, 0] > 0), bool(stripped[0, 9, 32, 0] == 0)
+    (True, True)
+    """
+    rng = np.random.default_rng(seed)
+    peels = rng.uniform(*STRIP_PEEL_RANGE, size=len(images))
+    out = np.empty(images.shape, np.float32)
+    for i, (image, peel) in enumerate(zip(images, peels, strict=True)):
+        out[i, ..., 0] = image[..., 0] * brain_mask(image[..., 0], float(peel))
+    return out
+
+
+def brain_mask(unit: np.ndarray, peel: float) -> np.ndarray:
+    """The largest bright region of a [0, 1] image, holes filled, less a rim of ``peel`` x its radius."""
+    as_byte = np.clip(unit * 255.0, 0, 255).astype(np.uint8)
+    smoothed = cv2.GaussianBlur(as_byte, (5, 5), 0)
+    level, _ = cv2.threshold(smoothed, 0, 255, cv2.THRESH_BINARY + cv2.THRESH_OTSU)
+    count, labels, stats, _ = cv2.connectedComponentsWithStats((smoothed > 0.5 * level).astype(np.uint8), 8)
+    if count <= 1:
+        return np.ones(unit.shape, np.float32)
+    head = (labels == 1 + int(np.argmax(stats[1:, cv2.CC_STAT_AREA]))).astype(np.uint8)
+    flood = np.pad(head, 1)
+    cv2.floodFill(flood, None, (0, 0), 1)
+    head = head | (1 - flood[1:-1, 1:-1])
+    depth = cv2.distanceTransform(head, cv2.DIST_L2, 5)
+    return (depth > peel * np.sqrt(head.sum() / np.pi)).astype(np.float32)
+
+
+def build_augmenter(seed: int, strip_probability: float = 0.0) -> Any:
+    """A callable ``augment(inputs) -> images`` for float32 batches (n, S, S, 1) in [0, 1].
+
+    ``inputs`` is ``(images,)``, or ``(images, stripped)`` with :func:`strip_to_brain`'s copies, of
+    which a ``strip_probability`` share is used instead of the image.
+    """
     import keras
     import tensorflow as tf
 
@@ -26,7 +74,11 @@ def build_augmenter(seed: int) -> Any:
     )
     generator = tf.random.Generator.from_seed(seed)
 
-    def augment(images: Any) -> Any:
+    def augment(inputs: tuple[Any, ...]) -> Any:
+        images = inputs[0]
+        if len(inputs) > 1:
+            chosen = tf.cast(generator.uniform([tf.shape(images)[0], 1, 1, 1]) < strip_probability, images.dtype)
+            images = chosen * inputs[1] + (1 - chosen) * images
         images = geometry(images, training=True)
         images = lower_resolution(tf, generator, images)
         images = _intensity(tf, generator, images)

@@ -82,6 +82,8 @@ class FitOptions:
     init_from: Path | None = None
     exclude_dirs: tuple[Path, ...] = ()
     threshold_sources: tuple[str, ...] = ()
+    source_balance: float = 0.0
+    strip_probability: float = 0.0
 
 
 @dataclass
@@ -141,10 +143,12 @@ def _train(options: FitOptions, data: FitDataset, split: Any, parent: ModelBundl
 
     progress.training(options.epochs)
     config = TrainConfig(arch=options.arch, epochs=options.epochs, batch_size=options.batch_size,
-                         seed=options.seed, augment=options.augment)
+                         seed=options.seed, augment=options.augment, source_balance=options.source_balance,
+                         strip_probability=options.strip_probability)
     return train_model(data.images[split.train], data.labels[split.train], data.images[split.validation],
                        data.labels[split.validation], config, on_epoch=progress.epoch,
-                       initial_weights=None if parent is None else parent.model.get_weights())
+                       initial_weights=None if parent is None else parent.model.get_weights(),
+                       sources=data.sources[split.train])
 
 
 def _inference_copy(model: Any, options: FitOptions) -> Any:
@@ -404,6 +408,7 @@ def _model_card(options: FitOptions, data: FitDataset, split: Any, result: Any, 
                      "best_epoch": result.best_epoch, "batch_size": options.batch_size, "seed": options.seed,
                      "learning_rate": result.schedule,
                      "augment": options.augment, "fractions": list(options.fractions),
+                     "source_balance": options.source_balance, "strip_probability": options.strip_probability,
                      "seconds": round(seconds, 1), "command": options.command},
         "metrics": {"validation": evaluation["validation"], "test": evaluation["test"],
                     "test_by_source": evaluation["test_by_source"]},

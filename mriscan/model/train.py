@@ -15,7 +15,7 @@ import keras
 import numpy as np
 from sklearn.metrics import roc_auc_score
 
-from mriscan.data.augment import build_augmenter
+from mriscan.data.augment import build_augmenter, strip_to_brain
 from mriscan.errors import TrainingError
 from mriscan.model.architectures import build_model
 
@@ -32,6 +32,8 @@ class TrainConfig:
     seed: int = 2021
     augment: bool = True
     patience: int = 10
+    source_balance: float = 0.0
+    strip_probability: float = 0.0
 
     def schedule(self) -> str:
         """The learning-rate schedule in words, for the model card."""
@@ -52,17 +54,32 @@ class TrainResult:
 EpochCallback = Callable[[int, dict[str, float]], None]
 
 
-def class_weights(labels: np.ndarray) -> dict[int, float]:
-    """Weights that make both classes count equally in the loss.
+def sample_weights(labels: np.ndarray, sources: np.ndarray, source_balance: float) -> np.ndarray:
+    """Per-image loss weights: both classes count equally, and within a class each source counts
+    in proportion to ``count ** (1 - source_balance)``.
+
+    ``source_balance`` 0 is plain class balancing; 1 makes every source of a class count equally,
+    so that a large single-class source cannot decide what "healthy" or "tumour" looks like.
 
     Examples
     --------
-    >>> class_weights(np.array([0, 0, 0, 1]))
-    {0: 0.6667, 1: 2.0}
+    >>> labels, sources = np.array([0, 0, 0, 1]), np.array(["a", "a", "b", "a"])
+    >>> np.round(sample_weights(labels, sources, 0.0).astype(float), 3).tolist()
+    [0.667, 0.667, 0.667, 2.0]
+    >>> np.round(sample_weights(labels, sources, 1.0).astype(float), 3).tolist()
+    [0.5, 0.5, 1.0, 2.0]
     """
-    counts = np.bincount(np.asarray(labels).astype(int), minlength=2)
-    total = counts.sum()
-    return {c: round(float(total / (2 * counts[c])), 4) if counts[c] else 1.0 for c in (0, 1)}
+    labels, sources = np.asarray(labels).astype(int), np.asarray(sources)
+    weights = np.zeros(len(labels), dtype=np.float64)
+    for label in (0, 1):
+        in_class = labels == label
+        if not in_class.any():
+            continue
+        names, index, counts = np.unique(sources[in_class], return_inverse=True, return_counts=True)
+        share = counts ** (1.0 - source_balance)
+        per_image = (share / share.sum()) / counts  # each source's share of the class, spread over its images
+        weights[in_class] = per_image[index] * len(labels) / 2
+    return weights.astype(np.float32)
 
 
 def train_model(
@@ -73,6 +90,7 @@ def train_model(
     config: TrainConfig,
     on_epoch: EpochCallback | None = None,
     initial_weights: list[np.ndarray] | None = None,
+    sources: np.ndarray | None = None,
 ) -> TrainResult:
     """Train ``config.arch`` and return the weights of the best validation-AUROC epoch.
 
@@ -92,13 +110,13 @@ def train_model(
         loss="binary_crossentropy",
         metrics=[keras.metrics.AUC(name="auc")],
     )
-    dataset = _training_dataset(x_train, y_train, config)
+    weights = sample_weights(y_train, np.zeros(len(y_train)) if sources is None else sources, config.source_balance)
+    dataset = _training_dataset(x_train, y_train, weights, config)
     tracker = _BestAuroc(x_val, y_val, config.patience, on_epoch)
     history = model.fit(
         dataset,
         shuffle=False,  # the tf.data pipeline shuffles, with the run's seed
         epochs=config.epochs,
-        class_weight=class_weights(y_train),
         callbacks=[tracker],
         verbose=0,
     )
@@ -119,15 +137,20 @@ def _set_initial_weights(model: Any, weights: list[np.ndarray], arch: str) -> No
         ) from error
 
 
-def _training_dataset(x: np.ndarray, y: np.ndarray, config: TrainConfig) -> Any:
+def _training_dataset(x: np.ndarray, y: np.ndarray, weights: np.ndarray, config: TrainConfig) -> Any:
     import tensorflow as tf
 
-    dataset = tf.data.Dataset.from_tensor_slices((x.astype(np.float32), y.astype(np.float32)))
+    inputs: tuple[np.ndarray, ...] = (x.astype(np.float32, copy=False),)
+    if config.augment and config.strip_probability > 0:
+        inputs += (strip_to_brain(x, config.seed),)
+    dataset = tf.data.Dataset.from_tensor_slices((inputs, y.astype(np.float32), weights))
     dataset = dataset.shuffle(len(x), seed=config.seed, reshuffle_each_iteration=True)
     dataset = dataset.batch(config.batch_size)
     if config.augment:
-        augment = build_augmenter(config.seed)
-        dataset = dataset.map(lambda images, labels: (augment(images), labels))
+        augment = build_augmenter(config.seed, config.strip_probability)
+        dataset = dataset.map(lambda images, labels, w: (augment(images), labels, w))
+    else:
+        dataset = dataset.map(lambda images, labels, w: (images[0], labels, w))
     return dataset.prefetch(2)
 
 

@@ -1,0 +1,245 @@
+"""Held-out-source benchmark: train with one tumour source and one healthy source held out entirely,
+then measure on that pair. Every recipe decision is made on this table (docs/generalisation.md).
+
+A model that scores 0.99 on a split of its own sources can still have learned the source (skull
+stripped, sequence, framing) instead of the lesion. Here each pair of sources is held out of
+training, validation, threshold choice and deduplication (``fit --exclude``), and the model is then
+run by ``mriscan scan`` exactly as a site would run it.
+
+Steps (each resumes: finished pieces are kept under --work):
+
+    python benchmarks/heldout.py stage  --data ../shared/data --work WORK
+    python benchmarks/heldout.py train  --work WORK --recipe baseline [--pairs sartaj+openms,...]
+    python benchmarks/heldout.py report --work WORK [--recipes baseline,balanced]
+    python benchmarks/heldout.py audit  --work WORK
+
+``stage`` links the real sources into WORK/data (class folders fit reads), cuts the openms NIfTI
+volumes into axial PNG slices (intensity scaled per volume), and draws synthetic lesions into the
+healthy slices of each healthy source (WORK/data/<source>_lesions), so that no source holds one
+class only. The recipes are fit options; see RECIPES.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import os
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+@dataclass(frozen=True)
+class Pair:
+    """A held-out tumour source and healthy source (data folder names under WORK/data)."""
+
+    name: str
+    held_out: tuple[str, ...]
+
+
+PAIRS = (
+    Pair("sartaj+openms", ("sartaj", "openms")),
+    Pair("figshare+oasis", ("figshare", "oasis")),
+    Pair("br35h", ("br35h",)),
+)
+REAL_SOURCES = ("br35h", "figshare", "oasis", "sartaj", "openms")
+HEALTHY_FOLDERS = {"br35h": "no", "oasis": "no_tumor", "sartaj": "no_tumor", "openms": "no_tumor"}
+LESION_TWINS = 800
+"""Synthetic lesion slices drawn into each healthy source's real slices."""
+
+RECIPES: dict[str, dict] = {
+    # The recipe of the shipped default before this benchmark, on the real sources.
+    "baseline": {"args": [], "lesions": False},
+    # Sources weighted towards equal within each class; half the training images shown skull-stripped.
+    "balanced": {"args": ["--source-balance", "0.5", "--strip-augment", "0.5"], "lesions": False},
+    # ... plus synthetic lesions drawn into each healthy training source's slices.
+    "lesions": {"args": ["--source-balance", "0.5", "--strip-augment", "0.5"], "lesions": True},
+}
+EPOCHS = 12
+
+
+def mriscan(*args: str, log: Path) -> None:
+    """Run this checkout's mriscan CLI, appending its output to ``log``; raise on failure."""
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    with log.open("a") as out:
+        out.write(f"\n$ mriscan {' '.join(args)}\n")
+        out.flush()
+        code = subprocess.call([sys.executable, "-m", "mriscan", *args], stdout=out, stderr=subprocess.STDOUT,
+                               env=env, cwd=REPO)
+    if code not in (0, 3):  # 3: some files unreadable, the run finished
+        raise SystemExit(f"mriscan {args[0]} failed with exit code {code}; see {log}")
+
+
+# ---------------------------------------------------------------- staging
+
+
+def stage(data: Path, work: Path) -> None:
+    """Link the real sources, cut openms into slices, draw lesion twins of the healthy sources."""
+    root = work / "data"
+    root.mkdir(parents=True, exist_ok=True)
+    for name in ("br35h", "figshare", "oasis", "sartaj"):
+        link = root / name
+        if not link.exists():
+            link.symlink_to((data / name).resolve(), target_is_directory=True)
+    slices = root / "openms" / "no_tumor"
+    if not slices.exists():
+        cut_volumes(data / "openms", slices)
+    for source, healthy in HEALTHY_FOLDERS.items():
+        target = root / f"{source}_lesions"
+        if not target.exists():
+            mriscan("synth", str(target), "--n", str(LESION_TWINS), "--lesion-fraction", "1.0",
+                     "--from-healthy", str(root / source / healthy), "--seed", "2021", log=work / "stage.log")
+    print(f"staged under {root}")
+
+
+def cut_volumes(folder: Path, out: Path) -> None:
+    """Every axial slice inside the head of each NIfTI volume, as 8-bit PNG scaled per volume."""
+    import cv2
+    import nibabel as nib
+
+    tmp = out.with_name(out.name + ".partial")
+    tmp.mkdir(parents=True, exist_ok=True)
+    for path in sorted(folder.rglob("*.nii.gz")):
+        volume = nib.as_closest_canonical(nib.load(path))
+        values = np.asarray(volume.dataobj, dtype=np.float32)
+        low, high = np.percentile(values[values > 0], (0.5, 99.5))
+        scaled = np.clip((values - low) / max(high - low, 1e-6) * 255, 0, 255).astype(np.uint8)
+        areas = (scaled > 20).reshape(-1, scaled.shape[2]).sum(axis=0)
+        stem = f"{path.parent.name}_{path.name.split('.')[0]}"
+        for z in np.flatnonzero(areas >= 0.35 * areas.max()):
+            cv2.imwrite(str(tmp / f"{stem}_z{z:02d}.png"), np.rot90(scaled[:, :, z]))
+    tmp.rename(out)
+
+
+# ---------------------------------------------------------------- training and scoring
+
+
+def train(work: Path, recipe: str, pairs: list[Pair], epochs: int, seed: int) -> None:
+    """Fit the recipe once per held-out pair, then scan the held-out sources with that model."""
+    spec = RECIPES[recipe]
+    root = work / "data"
+    for pair in pairs:
+        folder = work / "runs" / f"{recipe}-s{seed}" / pair.name
+        folder.mkdir(parents=True, exist_ok=True)
+        model = folder / "model"
+        log = folder / "log.txt"
+        if not (model / "model.json").exists():
+            training = [str(root / s) for s in REAL_SOURCES if s not in pair.held_out]
+            if spec["lesions"]:
+                training += [str(root / f"{s}_lesions") for s in HEALTHY_FOLDERS if s not in pair.held_out]
+            excluded = [a for s in pair.held_out for a in ("--exclude", str(root / s))]
+            started = time.monotonic()
+            mriscan("fit", *training, "--out", str(model), "--epochs", str(epochs), "--seed", str(seed),
+                    *excluded, *spec["args"], log=log)
+            print(f"{recipe} {pair.name}: fitted in {time.monotonic() - started:.0f} s", flush=True)
+        for source in pair.held_out:
+            scores = folder / f"scan_{source}.csv"
+            if not scores.exists():
+                mriscan("scan", str(root / source), "--out", str(scores), "--model", str(model), "--quiet",
+                        log=log)
+
+
+def labelled_scores(folder: Path, pair: Pair) -> tuple[np.ndarray, np.ndarray, np.ndarray, float]:
+    """Labels, probabilities and decisions of a pair's held-out images, and the model's threshold."""
+    labels, probability, decided = [], [], []
+    for source in pair.held_out:
+        with (folder / f"scan_{source}.csv").open(newline="") as handle:
+            for row in csv.DictReader(handle):
+                if not row["probability"]:
+                    continue
+                top = Path(row["path"]).parts[0].lower()
+                labels.append(1 if top in ("yes", "tumor") else 0)
+                probability.append(float(row["probability"]))
+                decided.append(row["prediction"] == "tumor")
+    card = json.loads((folder / "model" / "model.json").read_text())
+    return np.array(labels), np.array(probability), np.array(decided), float(card["threshold"])
+
+
+def pair_metrics(labels: np.ndarray, probability: np.ndarray, decided: np.ndarray) -> dict[str, float]:
+    """AUROC, sensitivity and specificity at the model's threshold, specificity at 0.98 sensitivity."""
+    from sklearn.metrics import roc_auc_score
+
+    tumour, healthy = probability[labels == 1], probability[labels == 0]
+    cut = np.quantile(tumour, 0.02, method="lower")
+    return {
+        "auroc": float(roc_auc_score(labels, probability)),
+        "sensitivity": float(decided[labels == 1].mean()),
+        "specificity": float((~decided[labels == 0]).mean()),
+        "spec_at_98": float((healthy < cut).mean()),
+    }
+
+
+def bootstrap(labels: np.ndarray, probability: np.ndarray, decided: np.ndarray, resamples: int = 500,
+              seed: int = 0) -> dict[str, tuple[float, float]]:
+    """95% intervals of :func:`pair_metrics`, resampling each class separately."""
+    rng = np.random.default_rng(seed)
+    positive, negative = np.flatnonzero(labels == 1), np.flatnonzero(labels == 0)
+    draws: dict[str, list[float]] = {}
+    for _ in range(resamples):
+        pick = np.concatenate([rng.choice(positive, len(positive)), rng.choice(negative, len(negative))])
+        for key, value in pair_metrics(labels[pick], probability[pick], decided[pick]).items():
+            draws.setdefault(key, []).append(value)
+    return {key: (float(np.percentile(v, 2.5)), float(np.percentile(v, 97.5))) for key, v in draws.items()}
+
+
+def report(work: Path, recipes: list[str]) -> None:
+    """Print the held-out table: one row per recipe and pair, then the mean and the worst pair."""
+    print("| recipe | held-out pair | tumour / healthy | AUROC [95% CI] | sensitivity | specificity "
+          "| spec. at 0.98 sens. | threshold |")
+    print("|---|---|---|---|---|---|---|---|")
+    for run in recipes:
+        rows = []
+        for pair in PAIRS:
+            folder = work / "runs" / run / pair.name
+            if not all((folder / f"scan_{s}.csv").exists() for s in pair.held_out):
+                continue
+            labels, probability, decided, threshold = labelled_scores(folder, pair)
+            value = pair_metrics(labels, probability, decided)
+            ci = bootstrap(labels, probability, decided)
+            rows.append(value)
+            print(f"| {run} | {pair.name} | {int(labels.sum())} / {int((labels == 0).sum())} "
+                  f"| {value['auroc']:.3f} [{ci['auroc'][0]:.3f}, {ci['auroc'][1]:.3f}] "
+                  f"| {value['sensitivity']:.3f} | {value['specificity']:.3f} | {value['spec_at_98']:.3f} "
+                  f"| {threshold:.3f} |")
+        if rows:
+            mean = {k: np.mean([r[k] for r in rows]) for k in rows[0]}
+            worst = {k: np.min([r[k] for r in rows]) for k in rows[0]}
+            for name, value in (("mean", mean), ("worst", worst)):
+                print(f"| {run} | **{name}** ({len(rows)} pairs) | | {value['auroc']:.3f} | {value['sensitivity']:.3f} "
+                      f"| {value['specificity']:.3f} | {value['spec_at_98']:.3f} | |")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("step", choices=("stage", "train", "report", "audit"))
+    parser.add_argument("--data", type=Path, default=REPO.parent / "shared" / "data")
+    parser.add_argument("--work", type=Path, required=True, help="Folder for staged data, models and scans.")
+    parser.add_argument("--recipe", choices=sorted(RECIPES), default="baseline")
+    parser.add_argument("--recipes", default="", help="Comma-separated runs to report (default: all found).")
+    parser.add_argument("--pairs", default="", help="Comma-separated pair names (default: all).")
+    parser.add_argument("--epochs", type=int, default=EPOCHS)
+    parser.add_argument("--seed", type=int, default=2021)
+    args = parser.parse_args()
+    if args.step == "stage":
+        stage(args.data, args.work)
+    elif args.step == "train":
+        chosen = [p for p in PAIRS if not args.pairs or p.name in args.pairs.split(",")]
+        train(args.work, args.recipe, chosen, args.epochs, args.seed)
+    elif args.step == "report":
+        runs = args.recipes.split(",") if args.recipes else sorted(p.name for p in (args.work / "runs").iterdir())
+        report(args.work, runs)
+    else:
+        from source_audit import audit
+
+        audit(args.work / "data")
+
+
+if __name__ == "__main__":
+    main()
