@@ -45,12 +45,14 @@ class Pair:
 
 
 PAIRS = (
-    Pair("sartaj+openms", ("sartaj", "openms")),
+    Pair("sartaj+openms", ("sartaj", "openms3")),
     Pair("figshare+oasis", ("figshare", "oasis")),
     Pair("br35h", ("br35h",)),
 )
-REAL_SOURCES = ("br35h", "figshare", "oasis", "sartaj", "openms")
-HEALTHY_FOLDERS = {"br35h": "no", "oasis": "no_tumor", "sartaj": "no_tumor", "openms": "no_tumor"}
+REAL_SOURCES = ("br35h", "figshare", "oasis", "sartaj", "openms3")
+HEALTHY_FOLDERS = {"br35h": "no", "oasis": "no_tumor", "sartaj": "no_tumor", "openms3": "no_tumor"}
+TEMPLATE_SLICES = 3000
+"""Synthetic template slices (all planes and contrasts, each with and without its lesion)."""
 LESION_TWINS = 800
 """Synthetic lesion slices drawn into each healthy source's real slices."""
 
@@ -63,6 +65,8 @@ RECIPES: dict[str, dict] = {
     "balanced": {"args": ["--source-balance", "0.5", "--strip-augment", "0.5"], "lesions": False},
     # ... plus synthetic lesions drawn into each healthy training source's slices.
     "lesions": {"args": ["--source-balance", "0.5", "--strip-augment", "0.5"], "lesions": True},
+    # ... plus template slices of every plane, with and without lesions (only axial slices are healthy otherwise).
+    "planes": {"args": ["--source-balance", "0.5", "--strip-augment", "0.5"], "lesions": True, "template": True},
 }
 EPOCHS = 12
 
@@ -90,10 +94,13 @@ def stage(data: Path, work: Path) -> None:
         link = root / name
         if not link.exists():
             link.symlink_to((data / name).resolve(), target_is_directory=True)
-    slices = root / "openms" / "no_tumor"
+    slices = root / "openms3" / "no_tumor"
     if not slices.exists():
         cut_volumes(data / "openms", slices)
-    for source, healthy in HEALTHY_FOLDERS.items():
+    if not (root / "template").exists():
+        mriscan("synth", str(root / "template"), "--n", str(TEMPLATE_SLICES), "--paired", "--seed", "2021",
+                log=work / "stage.log")
+    for source, healthy in HEALTHY_FOLDERS.items():  # lesion twins: no source holds one class only
         target = root / f"{source}_lesions"
         if not target.exists():
             mriscan("synth", str(target), "--n", str(LESION_TWINS), "--lesion-fraction", "1.0",
@@ -102,7 +109,10 @@ def stage(data: Path, work: Path) -> None:
 
 
 def cut_volumes(folder: Path, out: Path) -> None:
-    """Every axial slice inside the head of each NIfTI volume, as 8-bit PNG scaled per volume."""
+    """Slices inside the head of each NIfTI volume, in all three planes (square pixels), scaled per volume.
+
+    Axial: every slice; coronal and sagittal (resampled across the thick axial slices): every fourth.
+    """
     import cv2
     import nibabel as nib
 
@@ -113,10 +123,18 @@ def cut_volumes(folder: Path, out: Path) -> None:
         values = np.asarray(volume.dataobj, dtype=np.float32)
         low, high = np.percentile(values[values > 0], (0.5, 99.5))
         scaled = np.clip((values - low) / max(high - low, 1e-6) * 255, 0, 255).astype(np.uint8)
-        areas = (scaled > 20).reshape(-1, scaled.shape[2]).sum(axis=0)
+        spacing = volume.header.get_zooms()[:3]
         stem = f"{path.parent.name}_{path.name.split('.')[0]}"
-        for z in np.flatnonzero(areas >= 0.35 * areas.max()):
-            cv2.imwrite(str(tmp / f"{stem}_z{z:02d}.png"), np.rot90(scaled[:, :, z]))
+        for axis, plane, step in ((2, "axial", 1), (1, "coronal", 4), (0, "sagittal", 4)):
+            cuts = np.moveaxis(scaled, axis, 0)  # (slice, first in-plane axis, second in-plane axis)
+            rows, columns = [a for a in range(3) if a != axis]
+            areas = (cuts > 20).reshape(len(cuts), -1).sum(axis=1)
+            for index in np.flatnonzero(areas >= 0.35 * areas.max())[::step]:
+                cut = cuts[index]
+                side = min(spacing[rows], spacing[columns])
+                size = (round(cut.shape[1] * spacing[columns] / side), round(cut.shape[0] * spacing[rows] / side))
+                cut = cv2.resize(cut, size, interpolation=cv2.INTER_LINEAR)
+                cv2.imwrite(str(tmp / f"{stem}_{plane}{index:03d}.png"), np.rot90(cut))
     tmp.rename(out)
 
 
@@ -136,6 +154,8 @@ def train(work: Path, recipe: str, pairs: list[Pair], epochs: int, seed: int) ->
             training = [str(root / s) for s in REAL_SOURCES if s not in pair.held_out]
             if spec["lesions"]:
                 training += [str(root / f"{s}_lesions") for s in HEALTHY_FOLDERS if s not in pair.held_out]
+            if spec.get("template"):
+                training.append(str(root / "template"))
             excluded = [a for s in pair.held_out for a in ("--exclude", str(root / s))]
             started = time.monotonic()
             mriscan("fit", *training, "--out", str(model), "--epochs", str(epochs), "--seed", str(seed),

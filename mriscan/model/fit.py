@@ -359,6 +359,8 @@ def calibrate_and_evaluate(raw_probability: Callable[[np.ndarray], np.ndarray], 
         "test": _split_metrics(y_test, p_test, raw_test, thresholds),
         "test_by_source": _metrics_by_source(data.sources[split.test], y_test, p_test, raw_test, thresholds),
         "curves": {"validation": (y_val, p_val), "test": (y_test, p_test)},
+        "validation_predictions": {"source": data.sources[split.validation].tolist(), "label": y_val.tolist(),
+                                   "probability": [round(float(p), 6) for p in p_val]},
     }
 
 
@@ -420,7 +422,8 @@ def _write_metrics_and_plots(folder: Path, card: dict, history: dict, evaluation
     from mriscan.evaluation.plots import plot_confusion_matrix, plot_roc, plot_training_curves
 
     metrics = {"history": history, **card["metrics"],
-               "thresholds": asdict(evaluation["thresholds"]), "temperature": evaluation["temperature"]}
+               "thresholds": asdict(evaluation["thresholds"]), "temperature": evaluation["temperature"],
+               "validation_predictions": evaluation["validation_predictions"]}
     (folder / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n", encoding="utf-8")
     plot_training_curves(history, folder / "training_curves.png")
     plot_confusion_matrix(card["metrics"]["test"]["confusion_matrix"], "test split", folder / "confusion_matrix.png")
