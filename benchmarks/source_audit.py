@@ -20,8 +20,8 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from mriscan.dataset import find_labelled_files
-from mriscan.preprocess import PreprocessConfig, preprocess
+from mriscan.data.dataset import find_labelled_files
+from mriscan.data.preprocess import PreprocessConfig, preprocess
 
 PER_CLASS = 300
 """Images sampled per (source, class): enough for stable cross-validated figures, quick to load."""

@@ -21,7 +21,8 @@ def fitted(tmp_path_factory):
     write_class_folders(root / "data", range(30))
     out = root / "model"
     result = CliRunner().invoke(cli, ["fit", str(root / "data"), "--out", str(out), "--epochs", "2",
-                                      "--image-size", "64", "--workers", "1", "--seed", "3"])
+                                      "--image-size", "64", "--workers", "1", "--seed", "3",
+                                      "--source-balance", "0.5", "--strip-augment", "0.5"])
     assert result.exit_code == EXIT_OK, result.output + repr(result.exception)
     return out, result
 
@@ -43,6 +44,9 @@ def test_fit_writes_a_complete_bundle(fitted):
     assert {"model.keras", "model.json", "metrics.json", "training_curves.png", "confusion_matrix.png",
             "roc_curve.png"} <= {p.name for p in out.iterdir()}
     card = json.loads((out / "model.json").read_text())
+    assert (card["training"]["source_balance"], card["training"]["strip_probability"]) == (0.5, 0.5)
+    predictions = json.loads((out / "metrics.json").read_text())["validation_predictions"]
+    assert len(predictions["probability"]) == card["data"]["split_sizes"]["validation"] == len(predictions["label"])
     for field in ("model_id", "created", "mriscan_version", "architecture", "input_size", "preprocessing",
                   "class_names", "threshold", "review_threshold", "data", "metrics"):
         assert field in card

@@ -55,10 +55,10 @@ def brain_mask(unit: np.ndarray, peel: float) -> np.ndarray:
 
 
 def build_augmenter(seed: int, strip_probability: float = 0.0) -> Any:
-    """A callable ``augment(inputs) -> images`` for float32 batches (n, S, S, 1) in [0, 1].
+    """A callable ``augment(images, stripped=None) -> images`` for float32 batches (n, S, S, 1) in [0, 1].
 
-    ``inputs`` is ``(images,)``, or ``(images, stripped)`` with :func:`strip_to_brain`'s copies, of
-    which a ``strip_probability`` share is used instead of the image.
+    ``stripped`` holds :func:`strip_to_brain`'s copies of ``images``; a ``strip_probability`` share of
+    them is used instead of the image.
     """
     import keras
     import tensorflow as tf
@@ -74,11 +74,10 @@ def build_augmenter(seed: int, strip_probability: float = 0.0) -> Any:
     )
     generator = tf.random.Generator.from_seed(seed)
 
-    def augment(inputs: tuple[Any, ...]) -> Any:
-        images = inputs[0]
-        if len(inputs) > 1:
+    def augment(images: Any, stripped: Any = None) -> Any:
+        if stripped is not None:
             chosen = tf.cast(generator.uniform([tf.shape(images)[0], 1, 1, 1]) < strip_probability, images.dtype)
-            images = chosen * inputs[1] + (1 - chosen) * images
+            images = chosen * stripped + (1 - chosen) * images
         images = geometry(images, training=True)
         images = lower_resolution(tf, generator, images)
         images = _intensity(tf, generator, images)

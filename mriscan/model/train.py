@@ -148,9 +148,9 @@ def _training_dataset(x: np.ndarray, y: np.ndarray, weights: np.ndarray, config:
     dataset = dataset.batch(config.batch_size)
     if config.augment:
         augment = build_augmenter(config.seed, config.strip_probability)
-        dataset = dataset.map(lambda images, labels, w: (augment(images), labels, w))
+        dataset = dataset.map(lambda inputs, labels, w: (augment(*inputs), labels, w))
     else:
-        dataset = dataset.map(lambda images, labels, w: (images[0], labels, w))
+        dataset = dataset.map(lambda inputs, labels, w: (inputs[0], labels, w))
     return dataset.prefetch(2)
 
 
