@@ -20,7 +20,7 @@ For each bundle it prints one table row:
 and, once, the shortcut audit: a logistic regression on image statistics alone (size, aspect,
 intensity) predicting Br35H's label, before and after mriscan's preprocessing (5-fold AUROC).
 
-The variants (``--train``) are the recipes the README compares; each is one ``mriscan fit`` call.
+The variants (``--train``) are the recipes docs/research.md compares; each is one ``mriscan fit`` call.
 Training all of them takes about an hour on 2 cores.
 """
 
