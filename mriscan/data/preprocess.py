@@ -1,8 +1,8 @@
 """The one path from a decoded grey image to model input, shared by fit, scan and explain.
 
-Sources differ in size, framing and intensity scale (FINDINGS: aspect ratio, height and mean
-intensity alone predict Br35H's label with AUROC ~0.72). Each step removes one of those
-differences and leaves the anatomy, including any lesion, as it is:
+Sources differ in size, framing and intensity scale, and those differences alone can predict a
+source's label (docs/research.md, the shortcut audit). Each step removes one of them and leaves
+the anatomy, including any lesion, as it is:
 
 1. crop to the head (the largest bright connected region), so the black frame goes;
 2. rescale intensities between robust percentiles of the head, so scanner scaling goes;
@@ -12,19 +12,17 @@ Three versions of the arithmetic exist; the model card says which one a model wa
 (``version``; cards without it are version 1), and scan repeats it:
 
 * version 1: the image is converted to float32, shrunk with OpenCV's area averaging, rescaled at
-  full resolution, then shrunk again. Area averaging by a non-integer factor takes OpenCV's
-  generic path (~0.3-0.6 ms per 300-500 px slice here), and the two resizes plus the full-size
-  float copies were about a third of scan's CPU per file.
+  full resolution, then shrunk again (area averaging by a non-integer factor takes OpenCV's slow
+  generic path).
 * version 2: the image stays in its decoded type (8-bit for most slices); each
   shrink first averages whole k x k blocks (OpenCV's fast integer path), then resamples the
   remaining factor (under 2) bilinearly; the head is found in 8 bits; intensities are rescaled
-  after the final resize, on 150x150 values only (8-bit ones through a table). Same steps, about
-  a third of the CPU.
+  after the final resize, on 150x150 values only (8-bit ones through a table). Same steps, much
+  less CPU (docs/performance.md).
 * version 3 (new models): version 2's arithmetic on a JPEG decoded by libjpeg at 1/2, 1/4 or 1/8
   of its size when that leaves at least ``image_size`` pixels on each side
   (:attr:`PreprocessConfig.decode_least_side`). The scaled inverse DCT decodes and shrinks in one
-  step, at about the cost of a full grey decode: decoding a large JPEG in colour and checking its
-  channels was the largest single cost of scan (~0.6-0.8 ms of ~2 ms per Br35H file).
+  step, which avoids decoding a large JPEG in colour at full size and checking its channels.
 """
 
 from __future__ import annotations
@@ -183,8 +181,8 @@ def _largest_bright_region(as_byte: np.ndarray) -> np.ndarray:
     otsu, _ = cv2.threshold(as_byte, 0, 255, cv2.THRESH_BINARY + cv2.THRESH_OTSU)
     # Half of Otsu's level keeps dark tissue (CSF on T1) inside the head.
     foreground = as_byte > max(otsu * 0.5, 4)
-    # 16-bit labels: a 128-pixel copy has at most 8,192 regions, and they are written faster. Labels
-    # without statistics: OpenCV's per-region statistics cost twice the labelling itself.
+    # 16-bit labels: a 128-pixel copy has at most 8,192 regions. Labels without statistics: OpenCV's
+    # per-region statistics cost more than the labelling itself.
     count, labels = cv2.connectedComponents(foreground.view(np.uint8), connectivity=8, ltype=cv2.CV_16U)
     if count <= 1:
         return np.ones(as_byte.shape, dtype=bool)

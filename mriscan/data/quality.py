@@ -73,8 +73,8 @@ def _sample(pixels: np.ndarray, side: int = 128) -> np.ndarray:
 
     Nearest-neighbour sampling keeps the spread of values (averaging would shrink the noise a
     near-constant image is judged by), at a fraction of a pass over a large image. Decoded types
-    (8- and 16-bit, float32) stay as they are, which OpenCV's statistics take directly (a float32
-    copy cost ~20 us per file); any other type becomes float32.
+    (8- and 16-bit, float32) stay as they are, which OpenCV's statistics take directly (no float32
+    copy); any other type becomes float32.
     """
     step = max(1, -(-max(pixels.shape[:2]) // side))
     dtype = pixels.dtype if pixels.dtype in (np.uint8, np.uint16, np.float32, np.float64) else np.float32

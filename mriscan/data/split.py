@@ -1,8 +1,8 @@
 """Group-aware stratified splits into training, validation and test sets.
 
-Copies of one image must land in one split, or the test set scores what the model memorised:
-with a plain random split, 53 of Br35H's 150 test images had a copy in training, worth about
-0.18 AUROC (FINDINGS, "Duplicates in Br35H"). So whole duplicate groups are assigned, one at a
+Copies of one image must land in one split, or the test set scores what the model memorised
+(on Br35H, a plain random split inflated test AUROC markedly; docs/research.md). So whole
+duplicate groups are assigned, one at a
 time, to the split furthest below its per-class target, which keeps class proportions close to
 the whole set's in every split.
 """

@@ -1,7 +1,7 @@
 """Exact and near-duplicate grouping of MRI slices, in near-linear time.
 
 Br35H holds byte-identical files, re-encoded, rescaled and re-contrasted copies of one slice, and
-neighbouring slices of one patient that are different images (FINDINGS, "Duplicates in Br35H").
+neighbouring slices of one patient that are different images.
 A split that puts one copy in training and another in validation overstates accuracy, and a
 grouping that chains weak links merges most of the set into one group. So:
 
@@ -20,23 +20,18 @@ grouping that chains weak links merges most of the set into one group. So:
    through one of its members, so chains of weak links cannot build giant groups.
 5. Stars whose kept images share at least two confirmed copies merge. A copy too degraded to
    match its group's kept image becomes a kept image itself, and the later copies of that slice
-   then split between the two stars; with tens of copies of one slice (the benchmark's 100,000
-   images hold about 36 per original) those splits, not the missed copies themselves, lost most
-   of the pairs. Two images confirmed against both kept images are taken as evidence that the two
+   then split between the two stars; with tens of copies of one slice those splits, not the
+   missed copies themselves, lose most of the pairs. Two images confirmed against both kept images are taken as evidence that the two
    are one slice; a single one is not (it may sit between two neighbouring slices).
 
 Why the alignment: ``preprocess`` crops to the head found on a 128 px copy, so the crop box of a
 re-encoded, rescaled or shifted copy moves in steps of 1/128 of the image side. Its thumbnail is
-then shifted by up to a pixel and rescaled by up to 2% against the original's, which drops the
-plain correlation of about 20% of copies below 0.96. An affine warp bounded to 5% deformation and
-2 px of shift (at 64 px) undoes that and little else.
+then shifted by up to a pixel and rescaled by up to 2% against the original's, enough to drop
+the plain correlation of many copies below ``min_correlation``. An affine warp bounded to 5%
+deformation and 2 px of shift (at 64 px) undoes that and little else.
 
-Default thresholds, measured on Br35H and figshare (5,080 slices) through ``preprocess``, with two
-copies of every slice (JPEG 50-90, rescaled 0.5-0.9x, shifted 1-3 px, or combinations): about 97%
-of original-copy and copy-copy pairs score >= 0.96 (80% and 71% without alignment); of 2,079 pairs
-of consecutive figshare slices (neighbouring, different slices) 3 score >= 0.96 (max 0.965), as
-many as without alignment. Of the copy pairs, 98% are within 24 bits of the blurred dHash (of the
-unblurred one, 35 bits). ``benchmarks/bench_dedup.py`` measures the whole search.
+The default thresholds were chosen on real slices with planted copies (docs/research.md);
+``benchmarks/bench_dedup.py`` measures the whole search.
 """
 
 from __future__ import annotations
@@ -61,7 +56,7 @@ _HASH_TIE = 1.0 / 255.0  # neighbours closer than one grey level are equal, so f
 _FLAT_STD = 1e-3  # thumbnails with a smaller pixel standard deviation carry no structure to correlate
 _FLAT_LEVEL = 1.0 / 255.0  # two flat thumbnails closer than one grey level are the same picture
 _HASH_BLUR = 1.0 / 32.0  # Gaussian sigma before hashing, as a share of the thumbnail width (2 px at 64)
-_ALIGN_FLOOR = 0.8  # plain correlation below which no alignment is tried (copies score >= 0.8 in 99%)
+_ALIGN_FLOOR = 0.8  # plain correlation below which no alignment is tried (nearly all copies score more)
 _MAX_ALIGNED = 8  # candidates aligned per image at most, best plain correlation first: bounds the work
 _ECC_CRITERIA = (cv2.TERM_CRITERIA_COUNT | cv2.TERM_CRITERIA_EPS, 5, 1e-3)  # 5 steps reach copies' optimum
 _MAX_DEFORMATION = 0.05  # largest |entry of warp - identity| of an accepted alignment (rotation/scale)
