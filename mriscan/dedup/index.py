@@ -21,8 +21,9 @@ grouping that chains weak links merges most of the set into one group. So:
 5. Stars whose kept images share at least two confirmed copies merge. A copy too degraded to
    match its group's kept image becomes a kept image itself, and the later copies of that slice
    then split between the two stars; with tens of copies of one slice those splits, not the
-   missed copies themselves, lose most of the pairs. Two images confirmed against both kept images are taken as evidence that the two
-   are one slice; a single one is not (it may sit between two neighbouring slices).
+   missed copies themselves, lose most of the pairs. Two images confirmed against both kept
+   images are taken as evidence that the two are one slice; a single one is not (it may sit
+   between two neighbouring slices).
 
 Why the alignment: ``preprocess`` crops to the head found on a 128 px copy, so the crop box of a
 re-encoded, rescaled or shifted copy moves in steps of 1/128 of the image side. Its thumbnail is
