@@ -2,7 +2,7 @@
 
 A file that cannot be read becomes a :class:`LoadedImage` with ``error`` set; it never raises,
 so one bad file cannot stop a batch. Work is spread over processes in chunks
-(:mod:`mriscan.execution.local`), results stream back chunk by chunk, and memory stays bounded
+(:func:`mriscan.execution.executor.choose_executor`), results stream back chunk by chunk, and memory stays bounded
 however large the folder is.
 """
 
@@ -14,12 +14,12 @@ from functools import partial
 from pathlib import Path
 
 import numpy as np
-from joblib import effective_n_jobs
 
 from mriscan.data.preprocess import PreprocessConfig, preprocess
 from mriscan.data.quality import input_statistics, low_quality_reasons
 from mriscan.errors import MriscanError
-from mriscan.execution.local import DEFAULT_CHUNK_SIZE, chunked, map_in_workers
+from mriscan.execution.base import DEFAULT_CHUNK_SIZE, chunked
+from mriscan.execution.executor import choose_executor
 from mriscan.io.hashing import bytes_sha256, file_sha256
 from mriscan.io.image import DecodedImage
 from mriscan.io.reader import DEFAULT_MAX_PIXELS, decode_bytes, read_file_bytes
@@ -115,14 +115,8 @@ def iter_loaded_chunks(
     max_pixels : decompression-bomb limit passed to the decoder.
     """
     chunks = chunked(paths, chunk_size)
-    if not chunks:
-        return
-    if workers == 1 or len(chunks) == 1:
-        for chunk in chunks:
-            yield load_chunk(chunk, config, max_pixels)
-        return
-    yield from map_in_workers(partial(load_chunk, config=config, max_pixels=max_pixels), chunks,
-                              effective_n_jobs(workers))
+    with choose_executor(workers, chunks=len(chunks)) as executor:
+        yield from executor.map_ordered(partial(load_chunk, config=config, max_pixels=max_pixels), chunks)
 
 
 def load_all(

@@ -12,15 +12,17 @@ import csv
 import io
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
+from functools import partial
 from pathlib import Path
 
 import numpy as np
 
-from mriscan.data.loader import LoadedImage, load_all, load_chunk
+from mriscan.data.loader import LoadedImage, load_chunk
 from mriscan.data.preprocess import PreprocessConfig
 from mriscan.dedup.index import THUMBNAIL_SIZE, find_cross_duplicates, find_duplicate_groups, thumbnails
 from mriscan.errors import OutputError
-from mriscan.execution.local import DEFAULT_CHUNK_SIZE, chunked
+from mriscan.execution.base import DEFAULT_CHUNK_SIZE, chunked
+from mriscan.execution.executor import choose_executor
 from mriscan.io.atomic import replace_file
 from mriscan.io.discover import find_candidates, relative_posix
 from mriscan.io.reader import DEFAULT_MAX_PIXELS
@@ -69,28 +71,17 @@ def _no_thumbnails() -> np.ndarray:
     return np.zeros((0, THUMBNAIL_SIZE, THUMBNAIL_SIZE), np.float32)
 
 
-def load_thumbnailed(
-    data_dir: Path, config: PreprocessConfig, *, workers: int = -1, scheduler: str | None = None
-) -> ThumbnailedSet:
-    """Every candidate under ``data_dir``, loaded here with ``workers`` or on the ``scheduler`` cluster."""
-    paths = find_candidates(data_dir)
-    if scheduler is not None:
-        return thumbnail_on_cluster(paths, config, scheduler)
-    return thumbnailed(load_all(paths, config, workers=workers))
-
-
-def thumbnail_on_cluster(paths: Sequence[Path], config: PreprocessConfig, address: str,
-                         chunk_size: int = DEFAULT_CHUNK_SIZE) -> ThumbnailedSet:
-    """Decode ``paths`` on the Dask cluster at ``address``; return them as duplicate search needs them, in order."""
-    from mriscan.execution.cluster import connected, in_order
-
-    with connected(address) as client:
-        parts = list(in_order(client, address, _thumbnail_chunk, chunked(paths, chunk_size), config))
+def load_thumbnailed(data_dir: Path, config: PreprocessConfig, *, workers: int = -1, scheduler: str | None = None,
+                     chunk_size: int = DEFAULT_CHUNK_SIZE) -> ThumbnailedSet:
+    """Every candidate under ``data_dir``, decoded and thumbnailed by ``workers`` or on the ``scheduler`` cluster."""
+    chunks = chunked(find_candidates(data_dir), chunk_size)
+    with choose_executor(workers, scheduler=scheduler, chunks=len(chunks)) as executor:
+        parts = list(executor.map_ordered(partial(thumbnail_chunk, config=config), chunks))
     return ThumbnailedSet.concatenate(parts)
 
 
-def _thumbnail_chunk(paths: list[Path], config: PreprocessConfig) -> ThumbnailedSet:
-    """On a worker: decode one chunk of files and shrink the readable ones to dedup thumbnails."""
+def thumbnail_chunk(paths: list[Path], config: PreprocessConfig) -> ThumbnailedSet:
+    """A worker's task: decode one chunk of files and shrink the readable ones to dedup thumbnails."""
     return thumbnailed(load_chunk(paths, config, DEFAULT_MAX_PIXELS))
 
 

@@ -9,20 +9,22 @@ decode and preprocess while the network predicts in this process.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
 
 import numpy as np
-from joblib import effective_n_jobs
 
 from mriscan.data.loader import LoadedImage, iter_loaded_chunks, load_chunk
-from mriscan.execution.local import DEFAULT_CHUNK_SIZE, chunked, map_in_workers, single_threaded_opencv
+from mriscan.execution.base import DEFAULT_CHUNK_SIZE, chunked
+from mriscan.execution.executor import choose_executor
+from mriscan.execution.shipping import opened
 from mriscan.io.discover import find_candidates, relative_posix
 from mriscan.io.hashing import file_sha256
 from mriscan.io.reader import DEFAULT_MAX_PIXELS
 from mriscan.model.bundle import ModelBundle
+from mriscan.model.portable import PortableModel
 from mriscan.scan.flags import flag_result
 from mriscan.scan.results import COLUMNS, UID_COLUMNS, ResultsWriter, Row
 
@@ -100,61 +102,30 @@ def run_scan(
 
 
 def _predicted_chunks(paths: list[Path], options: ScanOptions, bundle: ModelBundle) -> Iterator[list[Row]]:
-    """Rows of ``paths`` chunk by chunk, in input order: predicted here, or on the --scheduler cluster."""
-    if options.scheduler is not None:
-        yield from predict_on_cluster(paths, options, bundle)
-        return
-    chunks, workers = chunked(paths, options.chunk_size), effective_n_jobs(options.workers)
-    if bundle.network is not None and workers > 1 and len(chunks) > 1:
-        rows_of = partial(_rows_in_worker, root=options.input_dir, max_pixels=options.max_pixels)
-        yield from map_in_workers(rows_of, chunks, workers, initializer=_start_predicting_worker,
-                                  initargs=(bundle.network.data, dict(bundle.card), bundle.directory))
-        return
-    for chunk in iter_loaded_chunks(paths, bundle.preprocess_config, workers=options.workers,
-                                    chunk_size=options.chunk_size, max_pixels=options.max_pixels):
-        yield predict_rows(chunk, bundle, options.input_dir)
+    """Rows of ``paths`` chunk by chunk, in input order.
 
-
-_worker_bundle: ModelBundle | None = None
-"""In a worker process of a local scan: the bundle rebuilt from the ONNX network's bytes."""
-
-
-def _start_predicting_worker(network: bytes, card: dict, directory: Path) -> None:
-    """Worker start-up: one OpenCV thread, and the network in this process's own ONNX Runtime session."""
-    from mriscan.model.runtime import OnnxNetwork
-
-    global _worker_bundle
-    single_threaded_opencv()
-    _worker_bundle = ModelBundle(model=None, card=card, directory=directory, network=OnnxNetwork(network))
-
-
-def _rows_in_worker(paths: list[Path], root: Path, max_pixels: int) -> list[Row]:
-    assert _worker_bundle is not None, "the worker was not started with _start_predicting_worker"
-    return rows_of_chunk(paths, _worker_bundle, root, max_pixels)
-
-
-def predict_on_cluster(paths: Sequence[Path], options: ScanOptions, bundle: ModelBundle) -> Iterator[list[Row]]:
-    """Scan rows of ``paths``, one list per chunk in input order, predicted on the ``options.scheduler`` cluster.
-
-    The bundle's files are read here and shipped to the workers once (:mod:`mriscan.execution.cluster`);
-    each task decodes, preprocesses and predicts one chunk and returns its rows.
+    With the bundle's ONNX network (or on a --scheduler cluster), each worker decodes, preprocesses
+    and predicts its chunks with the model shipped to it; a Keras-only bundle predicts here, on
+    what local workers decoded and preprocessed.
     """
-    from mriscan.execution.cluster import ModelPlugin, connected, in_order, register_model
-
-    if not paths:  # e.g. a --resume with nothing left to do: no need for the cluster
+    chunks = chunked(paths, options.chunk_size)
+    if not chunks:  # e.g. a --resume with nothing left to do: no need for workers or the cluster
         return
-    plugin = ModelPlugin.from_bundle(bundle)
-    with connected(options.scheduler) as client:
-        plugin_name = register_model(client, options.scheduler, plugin)
-        yield from in_order(client, options.scheduler, _rows_on_cluster_worker, chunked(paths, options.chunk_size),
-                            plugin_name, options.input_dir, options.max_pixels)
+    if bundle.network is None and options.scheduler is None:
+        for chunk in iter_loaded_chunks(paths, bundle.preprocess_config, workers=options.workers,
+                                        chunk_size=options.chunk_size, max_pixels=options.max_pixels):
+            yield predict_rows(chunk, bundle, options.input_dir)
+        return
+    model = PortableModel.from_bundle(bundle)
+    task = partial(rows_on_worker, model_key=model.key, root=options.input_dir, max_pixels=options.max_pixels)
+    with choose_executor(options.workers, scheduler=options.scheduler, chunks=len(chunks),
+                         shipments=[model]) as executor:
+        yield from executor.map_ordered(task, chunks)
 
 
-def _rows_on_cluster_worker(paths: list[Path], plugin_name: str, root: Path, max_pixels: int) -> list[Row]:
-    """On a Dask worker: decode, preprocess and predict one chunk of files; return its scan rows."""
-    from mriscan.execution.cluster import shipped_bundle
-
-    return rows_of_chunk(paths, shipped_bundle(plugin_name), root, max_pixels)
+def rows_on_worker(paths: list[Path], model_key: str, root: Path, max_pixels: int) -> list[Row]:
+    """A worker's task (inline, local process or Dask): one chunk's rows, by the model shipped as ``model_key``."""
+    return rows_of_chunk(paths, opened(model_key), root, max_pixels)
 
 
 def rows_of_chunk(paths: list[Path], bundle: ModelBundle, root: Path, max_pixels: int) -> list[Row]:

@@ -88,25 +88,3 @@ def test_workers_load_only_a_few_chunks_ahead_of_the_consumer(tmp_path: Path, wr
     records = first + [record for chunk in chunks for record in chunk]
     assert [record.path for record in records] == paths
     assert all(record.ok for record in records), [record.error for record in records if not record.ok]
-
-
-
-def test_in_order_with_look_ahead_keeps_order_bounds_submissions_and_cancels_the_rest() -> None:
-    from concurrent.futures import Future
-
-    from mriscan.execution.local import in_order_with_look_ahead
-
-    submitted: list[int] = []
-    cancelled: list[Future] = []
-
-    def submit(item: int) -> Future:
-        submitted.append(item)
-        future: Future = Future()
-        future.set_result(item * 10)
-        return future
-
-    futures = in_order_with_look_ahead(submit, range(10), 3, cancelled.extend)
-    assert next(futures).result() == 0 and submitted == [0, 1, 2]  # nothing submitted beyond the look-ahead
-    assert next(futures).result() == 10 and submitted == [0, 1, 2, 3]
-    futures.close()  # the consumer stops early
-    assert [future.result() for future in cancelled] == [20, 30]

@@ -78,7 +78,9 @@ def test_resume_on_a_cluster_rescans_only_changed_files(scheduler, mixed_folder,
 
 
 def test_the_model_is_shipped_and_loaded_once_per_worker(scheduler, mixed_folder, tmp_path):
+    from mriscan.execution.shipping import opens
     from mriscan.model.bundle import load_bundle
+    from mriscan.model.portable import PortableModel
     from mriscan.scan.pipeline import ScanOptions, prepare_output, run_scan
 
     bundle = load_bundle(save_seed_bundle(tmp_path / "fresh", zero_weights=True))  # a model no worker has seen
@@ -86,8 +88,7 @@ def test_the_model_is_shipped_and_loaded_once_per_worker(scheduler, mixed_folder
         options = ScanOptions(input_dir=mixed_folder, out=tmp_path / f"r{run}.csv", chunk_size=1, scheduler=scheduler)
         assert run_scan(options, bundle, prepare_output(options)).scanned == 12
     with distributed.Client(scheduler, set_as_default=False) as client:
-        name = f"mriscan-model-{bundle.model_id}"
-        loads = client.run(lambda dask_worker: dask_worker.plugins[name].loads)
+        loads = client.run(opens, PortableModel.from_bundle(bundle).key)
     assert sorted(loads.values()) == [1, 1]  # 2 x 12 one-file tasks, two workers, one load each
 
 
