@@ -2,17 +2,13 @@
 
 * ``seed``: the research notebook's network (one conv layer + dense), kept for comparison.
 * ``compact``: a small all-convolutional network with a stride-2 stem (a stride-1 first
-  convolution on 150x150 costs ~100 s/epoch here, FINDINGS) and BatchNormalization with momentum
-  0.9 (the default 0.99 left inference-mode statistics unusable after few steps, FINDINGS),
-  ending in global average pooling so no dense layer can memorise where in the frame things sit.
-  About 47M multiply-adds per image at 150x150 (34M at 128x128).
-* ``lean``: ``compact`` with one convolution per stage instead of two at 64 and 128 filters
-  (about 23M multiply-adds). Cheaper, but weaker: trained like the default model it reached
-  validation AUROC 0.882 against compact's 0.925.
+  convolution on 150x150 makes training slow) and BatchNormalization with momentum 0.9 (with the
+  default 0.99, inference-mode statistics are unusable after few steps), ending in global
+  average pooling so no dense layer can memorise where in the frame things sit.
+* ``lean``: ``compact`` with one convolution per stage instead of two at 64 and 128 filters:
+  cheaper, but weaker when trained like the default model.
 
-Tried and dropped: depthwise-separable convolutions after the stem (54k parameters, 0.46 ms of
-CPU per image against compact's 0.99) underfitted with the same recipe (training loss 0.61
-against 0.53, validation AUROC 0.85).
+What was measured for these choices, and the variants tried: docs/research.md.
 """
 
 from __future__ import annotations

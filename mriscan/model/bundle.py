@@ -47,7 +47,7 @@ class ModelBundle:
 
     ``model`` is the network as trained (its weights continue training with ``fit --init-from``);
     ``inference_model`` computes the same with BatchNormalization folded into the convolutions,
-    about a quarter cheaper per image, and is what explanations run on. ``network`` is the
+    more cheaply, and is what explanations run on. ``network`` is the
     bundle's ``model.onnx`` in ONNX Runtime (None for bundles without one): when there is one,
     every prediction goes through it, since the card's thresholds were chosen on its outputs.
     ``model`` is None when the bundle was loaded for prediction only (``load_bundle(..., keras=False)``).

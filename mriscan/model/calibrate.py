@@ -53,7 +53,7 @@ def choose_thresholds(
     ``counted`` (boolean, one per image) limits the tumours whose recall sets the thresholds,
     e.g. to real tumours when synthetic lesions are in validation too; every non-tumour image
     counts for the specificity. A threshold so low that it calls almost everything a tumour
-    (FINDINGS saw 0.0015) is kept, since sensitivity comes first, but reported with a warning.
+    is kept, since sensitivity comes first, but reported with a warning.
     """
     labels = np.asarray(labels).astype(int)
     probability = np.asarray(probability, dtype=np.float64)

@@ -1,7 +1,7 @@
 """The folded network written as an ONNX file (fp32 or int8): what ``scan`` runs (:mod:`mriscan.model.runtime`).
 
-Importing TensorFlow and Keras is most of a scan's start-up (3.5-4.5 s of ~5 s) and half of its
-memory; ONNX Runtime imports in ~0.15 s and runs this network in about the same CPU time or less.
+Importing TensorFlow and Keras is most of a scan's start-up and half of its memory; ONNX Runtime
+imports much faster and runs this network in about the same CPU time or less (docs/performance.md).
 ``fit`` therefore saves, beside ``model.keras``, the same network with BatchNormalization folded
 (``mriscan/model/fold.py``) as ``model.onnx``, checks that both give the same outputs, and records the
 file's sha256 in the card (``network_file``). ``scan`` verifies that hash, as it verifies
@@ -13,8 +13,8 @@ refused with a ModelBundleError, and such a bundle is scanned with Keras as befo
 
 ``fit`` deploys the network in int8 (:func:`quantize_onnx`): weights int8 (7-bit range) per
 channel, activations uint8 with ranges measured on training images, the first convolution and the
-output layer left in fp32. It costs about 0.3 ms of CPU per 150x150 image against 0.7 in fp32 and
-moves probabilities by about a thousandth (up to 0.04), so fit chooses the temperature and
+output layer left in fp32. It costs less than half the CPU of fp32 but moves probabilities a
+little (docs/performance.md), so fit chooses the temperature and
 thresholds on this network's own outputs, and the card records its precision and its largest
 difference from Keras. ``save_bundle`` without a network file, and ``add_network_file`` (for
 bundles whose thresholds were chosen on Keras), write fp32.
@@ -195,18 +195,16 @@ def quantize_onnx(data: bytes, calibration_images: np.ndarray) -> bytes:
     Static quantization by ONNX Runtime in QDQ form (standard ONNX operators only): weights int8
     per output channel, activations uint8 with the min-max ranges of the calibration images (an
     NHWC float32 batch, as the network takes). The first convolution (one input channel, 5x5,
-    stride 2 in ``compact``) stays fp32: in int8 it would cost three times as much (245 against
-    73 us per image), as nearly every other layer gets cheaper. The output layer (Gemm, Sigmoid)
-    stays fp32 too, at no measurable cost: with its output in uint8, the default model gave 110
-    distinct probabilities on 3,000 images (steps of 1/255), against one per image. QDQ and ONNX
-    Runtime's other form, QOperator, run as the same kernels here, equally fast.
+    stride 2 in ``compact``) stays fp32: in int8 it would cost more, while nearly every other layer
+    gets cheaper. The output layer (Gemm, Sigmoid) stays fp32 too: in uint8 it would round the
+    probabilities to steps of 1/255. QDQ is used rather than QOperator: the same kernels, with
+    standard operators only.
 
     Weights use 7 bits (``reduce_range``): on CPUs without VNNI, ONNX Runtime multiplies uint8 by
     int8 with an instruction whose 16-bit pair sums can saturate with full 8-bit weights, so a
     hospital's older machine could compute other probabilities than the ones the thresholds were
-    chosen on; with 7-bit weights no sum saturates and every CPU computes the same integers. Same
-    speed here; on the default model, differences from fp32 of median 0.0014 and at most 0.026
-    over 3,000 Br35H images (0.0012 and 0.030 with 8-bit weights).
+    chosen on; with 7-bit weights no sum saturates and every CPU computes the same integers, at the
+    same speed and accuracy (docs/performance.md).
 
     The same bytes and images give the same bytes: the card pins the result's sha256.
 

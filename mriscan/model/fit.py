@@ -326,8 +326,8 @@ def _threshold_sources(options: FitOptions) -> tuple[str, ...]:
 
     All by default, because sensitivity comes first: tumours of a source the model never saw score
     lower than those of its training sources, and synthetic lesions (small, faint ones included)
-    stand in for them. With only Br35H's tumours setting the threshold, figshare sensitivity fell
-    from 0.97 to 0.86 (README, "Synthetic data and generalisation").
+    stand in for them. Letting only one source's tumours set the threshold lowered sensitivity on a
+    source the model never saw (docs/research.md, "Choosing the threshold").
     """
     names = tuple(Path(d).name for d in options.data_dirs)
     unknown = sorted(set(options.threshold_sources) - set(names))

@@ -1,7 +1,7 @@
 """The fit loop: class-balanced, augmented training that keeps the epoch with the best validation AUROC.
 
-Early stopping on validation loss restored epoch-1 weights in earlier experiments (FINDINGS);
-validation AUROC is the monitored quantity here. This module imports Keras at import time: the
+Early stopping on validation loss can restore first-epoch weights (it did in the project's earlier
+experiments); validation AUROC is the monitored quantity here. This module imports Keras at import time: the
 CLI imports it only inside ``fit``.
 """
 
