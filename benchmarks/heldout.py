@@ -239,9 +239,58 @@ def report(work: Path, recipes: list[str]) -> None:
                       f"| {value['specificity']:.3f} | {value['spec_at_98']:.3f} | |")
 
 
+SYNTHETIC_SUFFIXES = ("_lesions", "template")
+THRESHOLD_RULES = ("all tumours", "real tumours", "each real source")
+
+
+def rule_threshold(rule: str, validation: dict, target: float = 0.98) -> float:
+    """The threshold a rule picks from a run's validation predictions (metrics.json).
+
+    "all tumours": the largest threshold keeping ``target`` recall over every validation tumour,
+    synthetic lesions included; "real tumours": over the tumours of real sources only; "each real
+    source": the lowest of the real sources' own thresholds, so that every source keeps ``target``.
+    """
+    sources = np.array(validation["source"])
+    labels, probability = np.array(validation["label"]), np.array(validation["probability"])
+    real = ~np.array([s.endswith(SYNTHETIC_SUFFIXES) for s in sources])
+
+    def keeping(selected: np.ndarray) -> float:
+        tumours = np.sort(probability[selected & (labels == 1)])[::-1]
+        return float(tumours[max(int(np.ceil(target * len(tumours) - 1e-9)), 1) - 1])
+
+    if rule == "all tumours":
+        return keeping(np.ones(len(labels), bool))
+    if rule == "real tumours":
+        return keeping(real)
+    found = [keeping(sources == s) for s in sorted(set(sources[real & (labels == 1)]))]
+    return min(found)
+
+
+def thresholds(work: Path, runs: list[str]) -> None:
+    """Sensitivity and specificity on each held-out pair under each threshold rule (runs whose
+    metrics.json keeps the validation predictions)."""
+    print("| run | held-out pair | rule | threshold | sensitivity | specificity |")
+    print("|---|---|---|---|---|---|")
+    for run in runs:
+        for pair in PAIRS:
+            folder = work / "runs" / run / pair.name
+            metrics = folder / "model" / "metrics.json"
+            if not metrics.exists() or not all((folder / f"scan_{s}.csv").exists() for s in pair.held_out):
+                continue
+            validation = json.loads(metrics.read_text()).get("validation_predictions")
+            if validation is None:
+                continue
+            labels, probability, _, _ = labelled_scores(folder, pair)
+            for rule in THRESHOLD_RULES:
+                cut = rule_threshold(rule, validation)
+                decided = probability >= cut
+                print(f"| {run} | {pair.name} | {rule} | {cut:.3f} | {decided[labels == 1].mean():.3f} "
+                      f"| {(~decided[labels == 0]).mean():.3f} |")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("step", choices=("stage", "train", "report", "audit"))
+    parser.add_argument("step", choices=("stage", "train", "report", "thresholds", "audit"))
     parser.add_argument("--data", type=Path, default=REPO.parent / "shared" / "data")
     parser.add_argument("--work", type=Path, required=True, help="Folder for staged data, models and scans.")
     parser.add_argument("--recipe", choices=sorted(RECIPES), default="baseline")
@@ -255,9 +304,9 @@ def main() -> None:
     elif args.step == "train":
         chosen = [p for p in PAIRS if not args.pairs or p.name in args.pairs.split(",")]
         train(args.work, args.recipe, chosen, args.epochs, args.seed)
-    elif args.step == "report":
+    elif args.step in ("report", "thresholds"):
         runs = args.recipes.split(",") if args.recipes else sorted(p.name for p in (args.work / "runs").iterdir())
-        report(args.work, runs)
+        (report if args.step == "report" else thresholds)(args.work, runs)
     else:
         from source_audit import audit
 
