@@ -322,7 +322,7 @@ def main() -> None:
     else:
         from source_audit import audit
 
-        audit(args.work / "data")
+        audit(args.work / "data", REAL_SOURCES)
 
 
 if __name__ == "__main__":

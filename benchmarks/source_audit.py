@@ -20,12 +20,12 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from mriscan.data.augment import strip_to_brain
 from mriscan.data.dataset import find_labelled_files
 from mriscan.data.preprocess import PreprocessConfig, preprocess
 
 PER_CLASS = 300
 """Images sampled per (source, class): enough for stable cross-validated figures, quick to load."""
-SOURCES = ("br35h", "figshare", "oasis", "sartaj", "openms")
 
 
 def statistics(grey: np.ndarray) -> list[float]:
@@ -42,10 +42,10 @@ def statistics(grey: np.ndarray) -> list[float]:
             float(head.mean()), rim_mean, rim_mean / max(inner_mean, 1e-6)]
 
 
-def sample(root: Path, seed: int = 0) -> tuple[list[Path], np.ndarray, np.ndarray]:
+def sample(root: Path, sources: tuple[str, ...], seed: int = 0) -> tuple[list[Path], np.ndarray, np.ndarray]:
     """Up to PER_CLASS files of each (source, class) under ``root``, with labels and sources."""
     rng = np.random.default_rng(seed)
-    files = find_labelled_files([root / s for s in SOURCES if (root / s).exists()])
+    files = find_labelled_files([root / s for s in sources if (root / s).exists()])
     chosen: list = []
     for key in sorted({(f.source, f.label) for f in files}):
         group = [f for f in files if (f.source, f.label) == key]
@@ -53,15 +53,19 @@ def sample(root: Path, seed: int = 0) -> tuple[list[Path], np.ndarray, np.ndarra
     return ([f.path for f in chosen], np.array([f.label for f in chosen]), np.array([f.source for f in chosen]))
 
 
-def features(paths: list[Path]) -> tuple[np.ndarray, np.ndarray]:
-    """Statistics of each decoded image, and of its model input (the shipped preprocessing)."""
+def features(paths: list[Path]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Statistics of each decoded image, of its model input, and of the model input skull-stripped
+    as ``fit --strip-augment`` shows it."""
     config = PreprocessConfig()
-    raw, model = [], []
+    raw, model, stripped = [], [], []
     for path in paths:
         grey = cv2.imread(str(path), cv2.IMREAD_GRAYSCALE)  # by content, as mriscan decodes
+        model_input = preprocess(grey, config)
         raw.append(statistics(grey))
-        model.append(statistics((preprocess(grey, config)[..., 0] * 255).astype(np.uint8)))
-    return np.array(raw), np.array(model)
+        model.append(statistics((model_input[..., 0] * 255).astype(np.uint8)))
+        brain = strip_to_brain(model_input[np.newaxis], seed=len(stripped))[0, ..., 0]
+        stripped.append(statistics((brain * 255).astype(np.uint8)))
+    return np.array(raw), np.array(model), np.array(stripped)
 
 
 def scores(x: np.ndarray, labels: np.ndarray, sources: np.ndarray) -> dict[str, float]:
@@ -82,14 +86,13 @@ def scores(x: np.ndarray, labels: np.ndarray, sources: np.ndarray) -> dict[str, 
     return found
 
 
-def audit(root: Path) -> None:
-    """Print the audit table for the staged sources under ``root``."""
-    paths, labels, sources = sample(root)
-    raw, model = features(paths)
-    before, after = scores(raw, labels, sources), scores(model, labels, sources)
-    chance = 1 / len(set(sources))
-    print(f"Source audit: {len(paths)} images, {len(set(sources))} sources (source chance {chance:.2f})")
-    print("| what the image statistics predict | decoded image | model input |")
-    print("|---|---|---|")
-    for key in before:
-        print(f"| {key} | {before[key]:.3f} | {after[key]:.3f} |")
+def audit(root: Path, sources: tuple[str, ...]) -> None:
+    """Print the audit table for the staged ``sources`` under ``root``."""
+    paths, labels, names = sample(root, sources)
+    columns = [scores(x, labels, names) for x in features(paths)]
+    chance = 1 / len(set(names))
+    print(f"Source audit: {len(paths)} images, {len(set(names))} sources (source chance {chance:.2f})")
+    print("| what the image statistics predict | decoded image | model input | model input, skull-stripped |")
+    print("|---|---|---|---|")
+    for key in columns[0]:
+        print(f"| {key} | " + " | ".join(f"{c[key]:.3f}" for c in columns) + " |")

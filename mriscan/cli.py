@@ -126,7 +126,7 @@ _REPORT_FOLDER = _stacked(
               help="Validation sensitivity the decision threshold must keep.")
 @click.option("--threshold-from", "threshold_sources", multiple=True, metavar="FOLDER_NAME",
               help="Data folder (by name) whose validation tumours set the thresholds (repeatable).  "
-                   "[default: every data folder]")
+                   "[default: every data folder not written by mriscan synth]")
 @click.option("--split", "fractions", type=(float, float, float), default=(0.80, 0.15, 0.05), show_default=True,
               help="Train, validation and test fractions.")
 @_LABEL_NAMES

@@ -20,6 +20,8 @@ _TUMOR_KINDS = ("glioma", "meningioma", "pituitary")
 POSITIVE_NAMES = frozenset({"yes", "tumor", "tumour", *_TUMOR_KINDS, *(f"{k}_tumor" for k in _TUMOR_KINDS)})
 NEGATIVE_NAMES = frozenset({"no", "no_tumor", "notumor", "no_tumour", "normal"})
 SKIPPED_FOLDERS = frozenset({"masks"})
+SYNTHETIC_MANIFEST = "manifest.csv"
+"""The file ``mriscan synth`` writes beside its class folders, naming each image's origin."""
 
 
 @dataclass(frozen=True)
@@ -46,6 +48,27 @@ def folder_label(name: str, positive: Iterable[str] = (), negative: Iterable[str
     if key in NEGATIVE_NAMES or key in {n.lower() for n in negative}:
         return NO_TUMOR
     return None
+
+
+def is_synthetic_folder(data_dir: Path) -> bool:
+    """True for a data folder written by ``mriscan synth`` (it holds synth's manifest).
+
+    Examples
+    --------
+    >>> import tempfile
+    >>> folder = Path(tempfile.mkdtemp())
+    >>> is_synthetic_folder(folder)
+    False
+    >>> _ = (folder / SYNTHETIC_MANIFEST).write_text("file,label,origin,plane")
+    >>> is_synthetic_folder(folder)
+    True
+    """
+    try:
+        with (Path(data_dir) / SYNTHETIC_MANIFEST).open(encoding="utf-8") as handle:
+            header = handle.readline().strip().split(",")
+    except (OSError, UnicodeDecodeError):
+        return False
+    return header[:3] == ["file", "label", "origin"]
 
 
 def find_labelled_files(

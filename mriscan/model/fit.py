@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 import numpy as np
 
 from mriscan import __version__
-from mriscan.data.dataset import CLASS_NAMES, LabelledFile, find_labelled_files
+from mriscan.data.dataset import CLASS_NAMES, LabelledFile, find_labelled_files, is_synthetic_folder
 from mriscan.data.loader import LoadedImage, load_all
 from mriscan.data.preprocess import PreprocessConfig
 from mriscan.data.quality import training_ranges
@@ -113,7 +113,8 @@ def run_fit(options: FitOptions, progress: FitProgress) -> dict[str, Any]:
     """Run the whole fit and return the saved model card."""
     started = time.monotonic()
     check_bundle_target(options.out_dir, options.overwrite)
-    threshold_sources = _threshold_sources(options)  # a typo in --threshold-from fails before training
+    # A typo in --threshold-from fails here, before training.
+    threshold_sources = threshold_folders(options.data_dirs, options.threshold_sources)
     parent = _load_parent(options)
     progress.stage("finding images")
     files = find_labelled_files(options.data_dirs, options.positive, options.negative)
@@ -321,20 +322,22 @@ def _first_of_each_label(group_ids: np.ndarray, labels: np.ndarray) -> np.ndarra
     return keep
 
 
-def _threshold_sources(options: FitOptions) -> tuple[str, ...]:
-    """The data folders whose validation tumours set the thresholds: as asked, else all of them.
+def threshold_folders(data_dirs: tuple[Path, ...], asked: tuple[str, ...] = ()) -> tuple[str, ...]:
+    """The data folders whose validation tumours set the thresholds: as asked, else every real one.
 
-    All by default, because sensitivity comes first: tumours of a source the model never saw score
-    lower than those of its training sources, and synthetic lesions (small, faint ones included)
-    stand in for them. Letting only one source's tumours set the threshold lowered sensitivity on a
-    source the model never saw (docs/research.md, "Choosing the threshold").
+    Real folders (not written by ``mriscan synth``) by default, all of them pooled: synthetic lesions
+    include small, faint ones, and letting them set the threshold made the model call almost every
+    healthy slice of a held-out source tumour, while pooling several real sources' tumours kept
+    sensitivity on held-out sources (docs/generalisation.md, "Threshold rule"). A fit on synthetic
+    folders only uses them all.
     """
-    names = tuple(Path(d).name for d in options.data_dirs)
-    unknown = sorted(set(options.threshold_sources) - set(names))
+    names = tuple(Path(d).name for d in data_dirs)
+    unknown = sorted(set(asked) - set(names))
     if unknown:
         raise DataLayoutError(f"--threshold-from {', '.join(unknown)}: not one of the data folders of this fit "
                               f"({', '.join(names)}); give a data folder's name")
-    return tuple(options.threshold_sources) or names
+    real = tuple(Path(d).name for d in data_dirs if not is_synthetic_folder(Path(d)))
+    return tuple(asked) or real or names
 
 
 def calibrate_and_evaluate(raw_probability: Callable[[np.ndarray], np.ndarray], data: FitDataset, split: Any,

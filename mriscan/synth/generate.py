@@ -20,6 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
+from mriscan.data.dataset import SYNTHETIC_MANIFEST
 from mriscan.errors import SynthError
 from mriscan.io.atomic import staged_output_folder
 from mriscan.synth.anatomy import PLANES, TemplateVolumes, load_template, slice_positions
@@ -205,8 +206,8 @@ def generate_dataset(out_dir: Path, n: int, seed: int, *, planes: tuple[str, ...
             (staging / folder).mkdir()
         rows = _run(jobs, _Settings(staging, volumes, (int(size_range[0]), int(size_range[1])), image_format),
                     workers)
-        write_manifest(staging / "manifest.csv", rows)
+        write_manifest(staging / SYNTHETIC_MANIFEST, rows)
     tumour = sum(row["label"] == "yes" for row in rows)
     return SynthSummary(out_dir=out_dir, images=len(rows), tumour=tumour, healthy=len(rows) - tumour,
-                        pairs=len(jobs) if paired else 0, manifest=out_dir / "manifest.csv",
+                        pairs=len(jobs) if paired else 0, manifest=out_dir / SYNTHETIC_MANIFEST,
                         seconds=time.perf_counter() - started)

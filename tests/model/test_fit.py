@@ -4,6 +4,7 @@ import json
 from pathlib import Path
 
 import numpy as np
+import pytest
 from conftest import SilentFitProgress
 
 from mriscan.data.dataset import find_labelled_files
@@ -61,3 +62,19 @@ def test_fit_chooses_the_thresholds_on_the_int8_network_it_saves(trained_bundle)
     thresholds = choose_thresholds(labels, apply_temperature(raw, temperature), 0.98)
     assert temperature == card["calibration"]["temperature"]
     assert (thresholds.threshold, thresholds.review_threshold) == (card["threshold"], card["review_threshold"])
+
+
+def test_thresholds_are_set_by_the_real_folders_unless_asked_otherwise(tmp_path):
+    from mriscan.data.dataset import SYNTHETIC_MANIFEST
+    from mriscan.errors import DataLayoutError
+    from mriscan.model.fit import threshold_folders
+
+    real, synthetic = tmp_path / "br35h", tmp_path / "lesions"
+    real.mkdir()
+    synthetic.mkdir()
+    (synthetic / SYNTHETIC_MANIFEST).write_text("file,label,origin,plane\n", encoding="utf-8")
+    assert threshold_folders((real, synthetic)) == ("br35h",)
+    assert threshold_folders((synthetic,)) == ("lesions",)  # only synthetic folders: all of them
+    assert threshold_folders((real, synthetic), ("lesions",)) == ("lesions",)
+    with pytest.raises(DataLayoutError, match="--threshold-from other"):
+        threshold_folders((real, synthetic), ("other",))
