@@ -1,8 +1,10 @@
 """Choosing the decision and review thresholds on validation, and temperature scaling.
 
 Sensitivity comes first: ``threshold`` is the largest value that keeps validation recall at or
-above the target, and ``review_threshold`` (<= threshold) is the largest value below which at
-most 0.5% of validation tumours fall, so that tumours are either predicted or flagged.
+above the target on the counted (real) tumours, and ``review_threshold`` (<= threshold) is the
+largest value below which at most 0.5% of all validation tumours fall, synthetic lesions included,
+so that tumours are either predicted or flagged: tumours of a kind the real training sources lack
+score lower, and small, faint synthetic lesions stand in for them in the safety net.
 """
 
 from __future__ import annotations
@@ -50,9 +52,9 @@ def choose_thresholds(
 ) -> Thresholds:
     """Pick ``threshold`` for the target recall and ``review_threshold`` for the safety net.
 
-    ``counted`` (boolean, one per image) limits the tumours whose recall sets the thresholds,
-    e.g. to real tumours when synthetic lesions are in validation too; every non-tumour image
-    counts for the specificity. A threshold so low that it calls almost everything a tumour
+    ``counted`` (boolean, one per image) limits the tumours whose recall sets ``threshold``, e.g. to
+    real tumours when synthetic lesions are in validation too; every tumour counts for the review
+    threshold, and every non-tumour image for the specificity. A threshold so low that it calls almost everything a tumour
     is kept, since sensitivity comes first, but reported with a warning.
     """
     labels = np.asarray(labels).astype(int)
@@ -60,7 +62,7 @@ def choose_thresholds(
     # Tumours left out of the count get label -1: neither positive nor negative.
     labels_counted = labels if counted is None else np.where(np.asarray(counted, bool) | (labels == 0), labels, -1)
     threshold = threshold_for_recall(labels_counted, probability, target_recall)
-    review = min(threshold, threshold_for_recall(labels_counted, probability, review_recall))
+    review = min(threshold, threshold_for_recall(labels, probability, review_recall))
     predicted = probability >= threshold
     sensitivity = float(predicted[labels_counted == 1].mean())
     specificity = float((~predicted[labels == 0]).mean()) if (labels == 0).any() else float("nan")

@@ -401,7 +401,8 @@ def _model_card(options: FitOptions, data: FitDataset, split: Any, result: Any, 
         "review_threshold": thresholds.review_threshold,
         "threshold_rule": f"largest threshold with validation sensitivity >= {options.target_recall} "
                           f"on the tumours of {', '.join(evaluation['threshold_sources'])}",
-        "review_threshold_rule": "largest threshold below which at most 0.5% of those validation tumours fall",
+        "review_threshold_rule": "largest threshold below which at most 0.5% of all validation tumours fall "
+                                 "(synthetic lesions included)",
         "threshold_sources": list(evaluation["threshold_sources"]),
         "threshold_warning": thresholds.warning,
         "calibration": {"method": "temperature scaling on validation, of the outputs of the network that predicts",

@@ -24,6 +24,9 @@ def test_only_counted_tumours_set_the_threshold():
     assert real_only.threshold > 0.55 > everything.threshold
     assert real_only.validation_specificity == 1.0  # every negative counts, counted or not
     assert real_only.validation_sensitivity >= 0.98
+    # The safety net counts every tumour: the hard, uncounted ones are flagged, not lost.
+    assert (probability[labels == 1] >= real_only.review_threshold).mean() >= 0.995
+    assert real_only.review_threshold < everything.threshold
 
 
 def test_degenerate_threshold_is_reported():
