@@ -54,8 +54,8 @@ def choose_thresholds(
 
     ``counted`` (boolean, one per image) limits the tumours whose recall sets ``threshold``, e.g. to
     real tumours when synthetic lesions are in validation too; every tumour counts for the review
-    threshold, and every non-tumour image for the specificity. A threshold so low that it calls almost everything a tumour
-    is kept, since sensitivity comes first, but reported with a warning.
+    threshold, and every non-tumour image for the specificity. A threshold so low that it calls
+    almost everything a tumour is kept, since sensitivity comes first, but reported with a warning.
     """
     labels = np.asarray(labels).astype(int)
     probability = np.asarray(probability, dtype=np.float64)
