@@ -89,10 +89,10 @@ def measure(bundle_dir: Path, work: Path) -> dict:
 
     bundle = load_bundle(bundle_dir)
     card = bundle.card
-    row = {"model": str(bundle_dir), "architecture": card["architecture"],
-           "data": ", ".join(Path(d).name for d in card["data"]["data_dirs"]),
+    row = {"model": str(bundle_dir), "architecture": card.architecture,
+           "data": ", ".join(Path(d).name for d in card.data["data_dirs"]),
            # Br35H's own test images when the card has per-source figures, else the whole test split
-           "br35h_test": card["metrics"].get("test_by_source", {}).get("br35h", card["metrics"]["test"])}
+           "br35h_test": card.metrics.get("test_by_source", {}).get("br35h", card.metrics["test"])}
     if "figshare" not in row["data"] and (DATA / "figshare").exists():
         fig = predict_folders(bundle, [DATA / "figshare"])
         row["figshare_sensitivity"] = float((fig.probability >= bundle.threshold).mean())
@@ -229,14 +229,14 @@ def threshold_rules(bundle_dir: Path) -> dict[str, dict[str, float]]:
 
     bundle = load_bundle(bundle_dir)
     card = bundle.card
-    dirs = tuple(Path(d) if Path(d).is_absolute() else REPO / d for d in card["data"]["data_dirs"])
+    dirs = tuple(Path(d) if Path(d).is_absolute() else REPO / d for d in card.data["data_dirs"])
     options = FitOptions(data_dirs=dirs, out_dir=Path("/nonexistent"), preprocessing=bundle.preprocess_config,
-                         seed=card["training"]["seed"], fractions=tuple(card["training"]["fractions"]))
+                         seed=card.training["seed"], fractions=tuple(card.training["fractions"]))
     data = load_and_deduplicate(find_labelled_files(dirs), options, _Silent())
     split = split_by_group(data.labels, data.group_ids, fractions=options.fractions, seed=options.seed)
     sizes = {"train": len(split.train), "validation": len(split.validation), "test": len(split.test)}
-    if sizes != card["data"]["split_sizes"] or data.counts["images_used"] != card["data"]["images_used"]:
-        raise SystemExit(f"split differs from {bundle_dir}'s card ({sizes} vs {card['data']['split_sizes']}): "
+    if sizes != card.data["split_sizes"] or data.counts["images_used"] != card.data["images_used"]:
+        raise SystemExit(f"split differs from {bundle_dir}'s card ({sizes} vs {card.data['split_sizes']}): "
                          "the dedup code changed since it was trained; threshold_rules would leak")
     p_val, p_test = bundle.predict(data.images[split.validation]), bundle.predict(data.images[split.test])
     y_val, y_test = data.labels[split.validation], data.labels[split.test]

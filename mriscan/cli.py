@@ -385,7 +385,7 @@ def promote(new_model: Path, current_model: Path, data_dirs: tuple[Path, ...], p
     data = LabelledData(dirs=data_dirs, positive=positive, negative=negative, workers=workers)
     promotion = promote_model(new_model, current_model, data, seed=seed, resamples=resamples)
     click.echo(f"A = current {current_model}, B = new {new_model}\n{comparison_table(promotion.comparison)}")
-    click.echo(f"promoted {new_model} (model_id {promotion.card['model_id'][:12]}) to {current_model}; "
+    click.echo(f"promoted {new_model} (model_id {promotion.card.model_id[:12]}) to {current_model}; "
                f"the replaced model is kept as {promotion.kept_as}")
 
 

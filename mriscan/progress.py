@@ -5,11 +5,14 @@ from __future__ import annotations
 import sys
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 from rich.table import Table
+
+if TYPE_CHECKING:
+    from mriscan.model.card import ModelCard
 
 LOG_INTERVAL_SECONDS = 30.0
 
@@ -99,24 +102,24 @@ class RichFitProgress(_Bar):
                  f"validation AUROC {logs.get('val_auroc', float('nan')):.4f}")
 
 
-def print_fit_summary(card: dict[str, Any], out_dir: Path) -> None:
+def print_fit_summary(card: ModelCard, out_dir: Path) -> None:
     """The closing table of a fit: data, thresholds, validation and test metrics."""
-    table = Table(title=f"mriscan fit: {out_dir} (model_id {card['model_id'][:12]})")
+    table = Table(title=f"mriscan fit: {out_dir} (model_id {card.model_id[:12]})")
     table.add_column("split")
     for name in ("n", "AUROC", "sensitivity", "specificity", "accuracy", "tumors predicted or flagged"):
         table.add_column(name, justify="right")
     for split in ("validation", "test"):
-        m = card["metrics"][split]
+        m = (card.metrics or {})[split]
         table.add_row(split, str(m["n"]), _fmt(m["auroc"]), _fmt(m["sensitivity"]), _fmt(m["specificity"]),
                       _fmt(m["accuracy"]), _fmt(m["tumors_predicted_or_flagged"]))
     console = Console()
     console.print(table)
-    data = card["data"]
+    data, training = card.data or {}, card.training or {}
     console.print(f"images found {data['files_found']}, unreadable {data['unreadable']}, duplicates removed "
-                  f"{data['duplicates_removed']}, used {data['images_used']}; threshold {card['threshold']:.4g}, "
-                  f"review threshold {card['review_threshold']:.4g}; {card['training']['seconds']:.0f} s")
-    if card.get("threshold_warning"):
-        console.print(f"[yellow]warning: {card['threshold_warning']}[/yellow]")
+                  f"{data['duplicates_removed']}, used {data['images_used']}; threshold {card.threshold:.4g}, "
+                  f"review threshold {card.review_threshold:.4g}; {training['seconds']:.0f} s")
+    if card.threshold_warning:
+        console.print(f"[yellow]warning: {card.threshold_warning}[/yellow]")
 
 
 def print_scan_summary(summary: Any, out: Path) -> None:

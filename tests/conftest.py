@@ -12,10 +12,14 @@ import cv2
 import numpy as np
 import pydicom  # noqa: F401  (the DICOM fixture builder below needs it)
 import pytest
+from hypothesis import settings
 from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.uid import ExplicitVRLittleEndian, MRImageStorage, generate_uid
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+# No time limit per example: tests assert results, never timings (a busy machine made them flaky).
+settings.register_profile("mriscan", deadline=None)
+settings.load_profile("mriscan")
 
 REPO = Path(__file__).resolve().parent.parent
 SHARED_DATA = REPO.parent / "shared" / "data"
@@ -112,14 +116,15 @@ def save_seed_bundle(out: Path, *, image_size: int = 64, threshold: float = 0.5,
     from mriscan.data.preprocess import PreprocessConfig
     from mriscan.model.architectures import build_model
     from mriscan.model.bundle import save_bundle
+    from mriscan.model.card import ModelCard
 
     model = build_model("seed", image_size)
     if zero_weights:
         model.set_weights([np.zeros_like(w) for w in model.get_weights()])
-    card = {"architecture": "seed", "input_size": image_size,
-            "preprocessing": PreprocessConfig(image_size=image_size).to_dict(), "threshold": threshold,
-            "review_threshold": review_threshold, "input_statistics_ranges": {}, **card}
-    save_bundle(model, card, out)
+    fields = {"model_id": "", "architecture": "seed", "input_size": image_size,
+              "preprocessing": PreprocessConfig(image_size=image_size).to_dict(), "threshold": threshold,
+              "review_threshold": review_threshold, "input_statistics_ranges": {}, **card}
+    save_bundle(model, ModelCard.from_json(fields), out)
     return out
 
 

@@ -18,10 +18,9 @@ from __future__ import annotations
 
 import re
 import shutil
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any
 
 from mriscan.errors import DataLayoutError, ModelBundleError, PromotionRefused
 from mriscan.evaluation.compare import Comparison, compare_models, comparison_table
@@ -30,6 +29,7 @@ from mriscan.evaluation.paired_tests import DelongResult, McnemarResult
 from mriscan.io.atomic import write_folder_atomically
 from mriscan.io.hashing import file_sha256
 from mriscan.model.bundle import ModelBundle, load_bundle, pinned_files, write_card
+from mriscan.model.card import ModelCard
 
 SENSITIVITY_TOLERANCE = 0.01
 SIGNIFICANCE = 0.05
@@ -63,7 +63,7 @@ class Promotion:
 
     comparison: Comparison
     kept_as: Path
-    card: dict[str, Any]
+    card: ModelCard
 
 
 def decide(sensitivity_current: float, sensitivity_new: float, tumours: McnemarResult, auroc: DelongResult,
@@ -134,7 +134,7 @@ def _decision(comparison: Comparison, rule: PromotionRule) -> PromotionDecision:
 
 def _check_unseen(new: ModelBundle, comparison: Comparison) -> None:
     """Refuse a decision on the very folders the new model was trained on (its card's fingerprints)."""
-    trained_on = {f["sha256"] for f in (new.card.get("lineage") or {}).get("data_fingerprints", []) if f["files"]}
+    trained_on = new.card.trained_on_fingerprints()
     seen = [f["dir"] for f in comparison.data["folders"] if f["files"] and f["sha256"] in trained_on]
     if seen:
         raise PromotionRefused(
@@ -152,12 +152,12 @@ def _version_name(current: ModelBundle) -> str:
 
 
 def _promoted_card(new: ModelBundle, current: ModelBundle, comparison: Comparison, rule: PromotionRule,
-                   kept_as: Path) -> dict[str, Any]:
-    lineage = dict(new.card.get("lineage") or {})
+                   kept_as: Path) -> ModelCard:
+    lineage = dict(new.card.lineage or {})
     trained_from = lineage.get("parent_model_id")
     if trained_from and trained_from != current.model_id:
         lineage["trained_from_model_id"] = trained_from
-    lineage.update(parent_model_id=current.model_id, parent_created=current.card.get("created"))
+    lineage.update(parent_model_id=current.model_id, parent_created=current.card.created)
     lineage["promotion"] = {
         "promoted_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "replaced_model_id": current.model_id,
@@ -169,10 +169,10 @@ def _promoted_card(new: ModelBundle, current: ModelBundle, comparison: Compariso
                     "mcnemar_tumours_found": asdict(comparison.mcnemar_tumours),
                     "mcnemar_at_thresholds": asdict(comparison.mcnemar_all)},
     }
-    return {**new.card, "lineage": lineage}
+    return replace(new.card, lineage=lineage)
 
 
-def _install(new: ModelBundle, card: dict[str, Any], current_dir: Path, kept_as: Path) -> None:
+def _install(new: ModelBundle, card: ModelCard, current_dir: Path, kept_as: Path) -> None:
     """Copy NEW (with its new card) into CURRENT's place; CURRENT moves to ``kept_as``."""
 
     def write(staging: Path) -> None:

@@ -124,8 +124,8 @@ def require_readable(predictions: SharedPredictions, data: LabelledData) -> None
 def model_facts(bundle: ModelBundle) -> dict[str, Any]:
     """What a report says about a model: where it is, which weights, its operating points."""
     card = bundle.card
-    return {"dir": str(bundle.directory), "model_id": bundle.model_id, "architecture": card.get("architecture"),
-            "input_size": card.get("input_size"), "created": card.get("created"), "threshold": bundle.threshold,
+    return {"dir": str(bundle.directory), "model_id": bundle.model_id, "architecture": card.architecture,
+            "input_size": card.input_size, "created": card.created, "threshold": bundle.threshold,
             "review_threshold": bundle.review_threshold}
 
 

@@ -9,11 +9,10 @@ on), checked against the card the same way.
 
 from __future__ import annotations
 
-import json
 import os
 import sys
-from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, replace
 from datetime import datetime, timezone
 from functools import cached_property
 from pathlib import Path
@@ -25,6 +24,7 @@ from mriscan.data.preprocess import PreprocessConfig
 from mriscan.errors import ModelBundleError
 from mriscan.io.atomic import check_output_folder, replace_file, write_folder_atomically
 from mriscan.io.hashing import file_sha256
+from mriscan.model.card import ModelCard, NetworkFileEntry
 
 if TYPE_CHECKING:
     from mriscan.model.export import NetworkFile
@@ -33,10 +33,6 @@ if TYPE_CHECKING:
 MODEL_FILE = "model.keras"
 CARD_FILE = "model.json"
 MODEL_ENV = "MRISCAN_MODEL"
-REQUIRED_CARD_FIELDS = ("model_id", "architecture", "input_size", "preprocessing", "threshold", "review_threshold")
-# What scan reads from a card to turn pixels into rows: never changed after fit.
-MODEL_DEFINING_FIELDS = (*REQUIRED_CARD_FIELDS, "input_channels", "class_names", "calibration",
-                         "input_statistics_ranges", "network_file")
 PREDICT_BATCH = 64
 _UNUSED_BY_KERAS = ("sklearn", "matplotlib")
 
@@ -54,7 +50,7 @@ class ModelBundle:
     """
 
     model: Any
-    card: Mapping[str, Any]
+    card: ModelCard
     directory: Path
     network: Any = None
 
@@ -69,23 +65,23 @@ class ModelBundle:
 
     @property
     def model_id(self) -> str:
-        return str(self.card["model_id"])
+        return self.card.model_id
 
     @property
     def threshold(self) -> float:
-        return float(self.card["threshold"])
+        return self.card.threshold
 
     @property
     def review_threshold(self) -> float:
-        return float(self.card["review_threshold"])
+        return self.card.review_threshold
 
     @property
     def preprocess_config(self) -> PreprocessConfig:
-        return PreprocessConfig.from_dict(self.card["preprocessing"])
+        return self.card.preprocessing
 
     @property
     def temperature(self) -> float:
-        return float(self.card.get("calibration", {}).get("temperature", 1.0))
+        return self.card.temperature
 
     def predict(self, batch: np.ndarray) -> np.ndarray:
         """P(tumor) for a batch of model inputs of shape (n, S, S, 1), calibrated by the card."""
@@ -141,7 +137,7 @@ def default_model_dir() -> Path:
     return package.parent / "models" / "default"
 
 
-def read_card(model_dir: Path) -> dict[str, Any]:
+def read_card(model_dir: Path) -> ModelCard:
     """Read and check a bundle's card; raise ModelBundleError saying what is wrong."""
     card_path = model_dir / CARD_FILE
     if not model_dir.is_dir():
@@ -150,15 +146,12 @@ def read_card(model_dir: Path) -> dict[str, Any]:
             f"'mriscan fit', or set {MODEL_ENV}"
         )
     try:
-        card = json.loads(card_path.read_text(encoding="utf-8"))
+        text = card_path.read_text(encoding="utf-8")
     except FileNotFoundError as error:
         raise ModelBundleError(f"{card_path} is missing: {model_dir} is not a complete model bundle") from error
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
+    except (OSError, UnicodeDecodeError) as error:
         raise ModelBundleError(f"{card_path} is not a readable model card ({error})") from error
-    missing = [name for name in REQUIRED_CARD_FIELDS if name not in card]
-    if missing:
-        raise ModelBundleError(f"{card_path} lacks the fields {missing}; re-create the bundle with 'mriscan fit'")
-    return card
+    return ModelCard.from_text(text, where=str(card_path))
 
 
 def load_bundle(model_dir: Path | None = None, *, keras: bool = True) -> ModelBundle:
@@ -179,9 +172,9 @@ def load_bundle(model_dir: Path | None = None, *, keras: bool = True) -> ModelBu
     weights = directory / MODEL_FILE
     if not weights.is_file():
         raise ModelBundleError(f"{weights} is missing: {directory} is not a complete model bundle")
-    if file_sha256(weights) != card["model_id"]:
+    if file_sha256(weights) != card.model_id:
         raise ModelBundleError(
-            f"{weights} does not match its card: its sha256 differs from model_id {card['model_id'][:12]}... "
+            f"{weights} does not match its card: its sha256 differs from model_id {card.model_id[:12]}... "
             "in model.json. The weights were damaged or swapped; restore the bundle or train a new one."
         )
     network = _load_network(directory, card)
@@ -192,30 +185,25 @@ def load_bundle(model_dir: Path | None = None, *, keras: bool = True) -> ModelBu
     return ModelBundle(model=model, card=card, directory=directory, network=network)
 
 
-def _load_network(directory: Path, card: Mapping[str, Any]) -> OnnxNetwork | None:
+def _load_network(directory: Path, card: ModelCard) -> OnnxNetwork | None:
     """The bundle's network file in ONNX Runtime, checked against the card; None when the card lists none."""
-    from mriscan.model.runtime import load_network_file, network_file_name
+    from mriscan.model.runtime import load_network_file
 
-    entry = card.get("network_file")
-    if entry and not _onnx_runtime_installed():
+    entry = card.network_file
+    if entry is not None and not _onnx_runtime_installed():
         raise ModelBundleError(
-            f"{directory / network_file_name(entry)} is the network this model predicts with "
-            f"({entry.get('precision', 'fp32')}) and needs ONNX Runtime, which is not installed: pip install "
+            f"{directory / entry.file_name} is the network this model predicts with "
+            f"({entry.precision_name}) and needs ONNX Runtime, which is not installed: pip install "
             "onnxruntime. (Keras is no stand-in: an int8 network's thresholds were chosen on its own outputs.)")
-    network = load_network_file(directory, card)
+    network = load_network_file(directory, entry)
     if network is not None:
-        _check_input_size(network.input_shape[1:], card, directory / network_file_name(entry))
+        _check_input_size(network.input_shape[1:], card, directory / entry.file_name)
     return network
 
 
-def pinned_files(card: Mapping[str, Any]) -> dict[str, str]:
+def pinned_files(card: ModelCard) -> dict[str, str]:
     """The bundle's files whose sha256 the card records: ``model.keras``, and ``model.onnx`` when listed."""
-    from mriscan.model.runtime import network_file_name
-
-    files = {MODEL_FILE: str(card["model_id"])}
-    if card.get("network_file"):
-        files[network_file_name(card["network_file"])] = str(card["network_file"]["sha256"])
-    return files
+    return card.pinned_files()
 
 
 def _onnx_runtime_installed() -> bool:
@@ -225,8 +213,8 @@ def _onnx_runtime_installed() -> bool:
     return importlib.util.find_spec("onnxruntime") is not None
 
 
-def _check_input_size(shape: tuple, card: Mapping[str, Any], path: Path) -> None:
-    expected = (card["input_size"], card["input_size"], 1)
+def _check_input_size(shape: tuple, card: ModelCard, path: Path) -> None:
+    expected = (card.input_size, card.input_size, 1)
     if tuple(shape) != expected:
         raise ModelBundleError(f"{path} takes inputs of shape {tuple(shape)}, but its card says {expected}")
 
@@ -262,39 +250,38 @@ def _import_keras() -> Any:
 
 def save_bundle(
     model: Any,
-    card: dict[str, Any],
+    card: ModelCard,
     out_dir: Path,
     *,
     overwrite: bool = False,
     write_extras: Callable[[Path], None] | None = None,
     network: NetworkFile | None = None,
-) -> dict[str, Any]:
+) -> ModelCard:
     """Write a bundle into a temporary folder beside ``out_dir``, then move it into place.
 
     A killed ``fit`` therefore never leaves a half-written bundle where a good one was. With
     ``overwrite`` an existing bundle is kept as ``<out_dir>.replaced-<UTC time>``, never deleted.
     ``network`` is written as ``model.onnx`` (fit passes the network its thresholds were chosen
     on); by default it is ``model``'s folded network in fp32, which computes what Keras does.
-    Returns the final card (with ``model_id`` and ``created``).
+    Returns the final card: ``card`` with the saved weights' ``model_id``, ``created`` and the network file.
     """
-    saved: dict[str, Any] = {}
+    saved: list[ModelCard] = []
 
     def write(staging: Path) -> None:
         model.save(staging / MODEL_FILE)
-        saved.update(card, model_id=file_sha256(staging / MODEL_FILE))
-        saved.setdefault("created", datetime.now(timezone.utc).isoformat(timespec="seconds"))
-        from mriscan.model.runtime import network_file_name
-
         network_file = network if network is not None else _fp32_network_file(model)
+        final = replace(card, model_id=file_sha256(staging / MODEL_FILE),
+                        created=card.created or datetime.now(timezone.utc).isoformat(timespec="seconds"))
         if network_file is not None:
-            (staging / network_file_name(network_file.entry)).write_bytes(network_file.data)
-            saved["network_file"] = network_file.entry
-        write_card(saved, staging)
+            final = replace(final, network_file=NetworkFileEntry.from_json(network_file.entry))
+            (staging / final.network_file.file_name).write_bytes(network_file.data)
+        write_card(final, staging)
+        saved.append(final)
         if write_extras is not None:
             write_extras(staging)
 
     write_folder_atomically(Path(out_dir), write, overwrite=overwrite, kind="bundle")
-    return saved
+    return saved[-1]
 
 
 def _fp32_network_file(model: Any) -> NetworkFile | None:
@@ -308,7 +295,7 @@ def _fp32_network_file(model: Any) -> NetworkFile | None:
         return None
 
 
-def add_network_file(model_dir: Path) -> dict[str, Any]:
+def add_network_file(model_dir: Path) -> ModelCard:
     """Give an existing bundle its ``model.onnx`` (bundles written before it existed); return the card.
 
     The Keras model is loaded with the usual checks, exported in fp32 (the card's thresholds were
@@ -320,32 +307,24 @@ def add_network_file(model_dir: Path) -> dict[str, Any]:
 
     bundle = load_bundle(model_dir)
     network = make_network_file(bundle.inference_model)
-    card = {**bundle.card, "network_file": network.entry}
+    card = replace(bundle.card, network_file=NetworkFileEntry.from_json(network.entry))
     replace_file(bundle.directory / ONNX_FILE, network.data, sync=True)
-    replace_file(bundle.directory / CARD_FILE, _card_text(card).encode("utf-8"), sync=True)
+    replace_file(bundle.directory / CARD_FILE, card.to_text().encode("utf-8"), sync=True)
     return card
 
 
-def write_card(card: Mapping[str, Any], folder: Path) -> None:
+def write_card(card: ModelCard, folder: Path) -> None:
     """Write ``card`` as the bundle's ``model.json`` in ``folder``."""
-    (folder / CARD_FILE).write_text(_card_text(card), encoding="utf-8")
+    (folder / CARD_FILE).write_text(card.to_text(), encoding="utf-8")
 
 
-def _card_text(card: Mapping[str, Any]) -> str:
-    return json.dumps(card, indent=2, sort_keys=False) + "\n"
-
-
-def update_card(model_dir: Path, **fields: Any) -> dict[str, Any]:
+def update_card(model_dir: Path, **fields: Any) -> ModelCard:
     """Add or replace card fields that do not change the model (e.g. figures measured later).
 
     The weights and ``model_id`` are untouched; the card file is replaced in one rename.
     """
-    protected = sorted(set(fields) & set(MODEL_DEFINING_FIELDS))
-    if protected:
-        raise ModelBundleError(f"update_card cannot change {protected}: they describe how the model was made; "
-                               "train a new bundle instead")
-    card = {**read_card(Path(model_dir)), **fields}
-    replace_file(Path(model_dir) / CARD_FILE, _card_text(card).encode("utf-8"), sync=True)
+    card = read_card(Path(model_dir)).with_figures(**fields)
+    replace_file(Path(model_dir) / CARD_FILE, card.to_text().encode("utf-8"), sync=True)
     return card
 
 

@@ -36,6 +36,7 @@ from mriscan.model.bundle import (
     save_bundle,
 )
 from mriscan.model.calibrate import choose_thresholds, expected_calibration_error, fit_temperature
+from mriscan.model.card import Calibration, ModelCard
 from mriscan.model.lineage import UNLABELLED, folder_fingerprints
 
 if TYPE_CHECKING:
@@ -105,11 +106,11 @@ def resolve_model_settings(init_from: Path | None, arch: str | None,
     if init_from is None:
         return arch or DEFAULT_ARCH, PreprocessConfig(image_size=image_size or DEFAULT_IMAGE_SIZE)
     card = read_card(Path(init_from))
-    parent = PreprocessConfig.from_dict(card["preprocessing"])
-    return arch or str(card["architecture"]), replace(parent, image_size=image_size or parent.image_size)
+    parent = card.preprocessing
+    return arch or card.architecture, replace(parent, image_size=image_size or parent.image_size)
 
 
-def run_fit(options: FitOptions, progress: FitProgress) -> dict[str, Any]:
+def run_fit(options: FitOptions, progress: FitProgress) -> ModelCard:
     """Run the whole fit and return the saved model card."""
     started = time.monotonic()
     check_bundle_target(options.out_dir, options.overwrite)
@@ -126,9 +127,8 @@ def run_fit(options: FitOptions, progress: FitProgress) -> dict[str, Any]:
     network, raw_probability = _network_for_scan(model, data, split, options.seed, progress)
     progress.stage("calibrating and evaluating")
     evaluation = calibrate_and_evaluate(raw_probability, data, split, options.target_recall, threshold_sources)
-    card = _model_card(options, data, split, result, evaluation, time.monotonic() - started)
-    card["calibration"]["network"] = f"model.onnx ({network.entry['precision']})" if network else "model.keras"
-    card["lineage"] = _lineage(options, data, parent)
+    card = model_card(options, data, split, result, evaluation, seconds=time.monotonic() - started,
+                      network=network, parent=parent)
     progress.stage(f"saving {options.out_dir}")
 
     def write_extras(folder: Path) -> None:
@@ -203,12 +203,12 @@ def _load_parent(options: FitOptions) -> ModelBundle | None:
     if options.init_from is None:
         return None
     card = read_card(Path(options.init_from))
-    theirs = {"architecture": card["architecture"], "input_size": card["input_size"], **card["preprocessing"]}
+    # A setting an older card does not record is taken as the one scan would use for it (the card's upgrade).
+    theirs = {"architecture": card.architecture, "input_size": card.input_size, **asdict(card.preprocessing)}
     ours = {"architecture": options.arch, "input_size": options.preprocessing.image_size,
-            **options.preprocessing.to_dict()}
-    # A setting an older card does not record is taken as the one scan would use for it.
+            **asdict(options.preprocessing)}
     differences = [f"{key} is {theirs[key]!r} in that model but {ours[key]!r} in this fit"
-                   for key in theirs if key in ours and theirs[key] != ours[key]]
+                   for key in theirs if theirs[key] != ours[key]]
     if differences:
         raise ModelBundleError(
             f"--init-from {options.init_from} cannot be continued with these settings: {'; '.join(differences)}. "
@@ -293,7 +293,7 @@ def _lineage(options: FitOptions, data: FitDataset, parent: ModelBundle | None) 
     """Where the weights started from and which data they saw (sha256 fingerprints, see mriscan.model.lineage)."""
     return {
         "parent_model_id": parent.model_id if parent else None,
-        "parent_created": parent.card.get("created") if parent else None,
+        "parent_created": parent.card.created if parent else None,
         "init_from": str(options.init_from) if options.init_from else None,
         **data.lineage,
     }
@@ -385,50 +385,53 @@ def _split_metrics(labels: np.ndarray, probability: np.ndarray, raw: np.ndarray,
     }
 
 
-def _model_card(options: FitOptions, data: FitDataset, split: Any, result: Any, evaluation: dict,
-                seconds: float) -> dict[str, Any]:
+def model_card(options: FitOptions, data: FitDataset, split: Any, result: Any, evaluation: dict, *, seconds: float,
+               network: NetworkFile | None, parent: ModelBundle | None) -> ModelCard:
+    """The card of a fit, built once: ``save_bundle`` adds only what saving fixes (model_id, created, network file)."""
     thresholds = evaluation["thresholds"]
-    return {
-        "model_id": "",
-        "mriscan_version": __version__,
-        "architecture": options.arch,
-        "parameters": int(result.model.count_params()),
-        "input_size": options.preprocessing.image_size,
-        "input_channels": 1,
-        "preprocessing": options.preprocessing.to_dict(),
-        "class_names": list(CLASS_NAMES),
-        "threshold": thresholds.threshold,
-        "review_threshold": thresholds.review_threshold,
-        "threshold_rule": f"largest threshold with validation sensitivity >= {options.target_recall} "
-                          f"on the tumours of {', '.join(evaluation['threshold_sources'])}",
-        "review_threshold_rule": "largest threshold below which at most 0.5% of all validation tumours fall "
-                                 "(synthetic lesions included)",
-        "threshold_sources": list(evaluation["threshold_sources"]),
-        "threshold_warning": thresholds.warning,
-        "calibration": {"method": "temperature scaling on validation, of the outputs of the network that predicts",
-                        "temperature": evaluation["temperature"]},
-        "data": {**data.counts, "data_dirs": [str(d) for d in options.data_dirs],
-                 "split_sizes": {"train": len(split.train), "validation": len(split.validation),
-                                 "test": len(split.test)}},
-        "training": {"epochs_requested": options.epochs, "epochs_run": len(result.history.get("loss", [])),
-                     "best_epoch": result.best_epoch, "batch_size": options.batch_size, "seed": options.seed,
-                     "learning_rate": result.schedule,
-                     "augment": options.augment, "fractions": list(options.fractions),
-                     "source_balance": options.source_balance, "strip_probability": options.strip_probability,
-                     "seconds": round(seconds, 1), "command": options.command},
-        "metrics": {"validation": evaluation["validation"], "test": evaluation["test"],
-                    "test_by_source": evaluation["test_by_source"]},
-        "input_statistics_ranges": training_ranges([r.statistics for r in data.records]),
-    }
+    return ModelCard(
+        model_id="",
+        mriscan_version=__version__,
+        architecture=options.arch,
+        parameters=int(result.model.count_params()),
+        input_size=options.preprocessing.image_size,
+        input_channels=1,
+        preprocessing=options.preprocessing,
+        class_names=tuple(CLASS_NAMES),
+        threshold=thresholds.threshold,
+        review_threshold=thresholds.review_threshold,
+        threshold_rule=f"largest threshold with validation sensitivity >= {options.target_recall} "
+                       f"on the tumours of {', '.join(evaluation['threshold_sources'])}",
+        review_threshold_rule="largest threshold below which at most 0.5% of all validation tumours fall "
+                              "(synthetic lesions included)",
+        threshold_sources=tuple(evaluation["threshold_sources"]),
+        threshold_warning=thresholds.warning,
+        calibration=Calibration(
+            method="temperature scaling on validation, of the outputs of the network that predicts",
+            temperature=evaluation["temperature"],
+            network=f"model.onnx ({network.entry['precision']})" if network else "model.keras"),
+        data={**data.counts, "data_dirs": [str(d) for d in options.data_dirs],
+              "split_sizes": {"train": len(split.train), "validation": len(split.validation), "test": len(split.test)}},
+        training={"epochs_requested": options.epochs, "epochs_run": len(result.history.get("loss", [])),
+                  "best_epoch": result.best_epoch, "batch_size": options.batch_size, "seed": options.seed,
+                  "learning_rate": result.schedule,
+                  "augment": options.augment, "fractions": list(options.fractions),
+                  "source_balance": options.source_balance, "strip_probability": options.strip_probability,
+                  "seconds": round(seconds, 1), "command": options.command},
+        metrics={"validation": evaluation["validation"], "test": evaluation["test"],
+                 "test_by_source": evaluation["test_by_source"]},
+        input_statistics_ranges=training_ranges([r.statistics for r in data.records]),
+        lineage=_lineage(options, data, parent),
+    )
 
 
-def _write_metrics_and_plots(folder: Path, card: dict, history: dict, evaluation: dict) -> None:
+def _write_metrics_and_plots(folder: Path, card: ModelCard, history: dict, evaluation: dict) -> None:
     from mriscan.evaluation.plots import plot_confusion_matrix, plot_roc, plot_training_curves
 
-    metrics = {"history": history, **card["metrics"],
+    metrics = {"history": history, **card.metrics,
                "thresholds": asdict(evaluation["thresholds"]), "temperature": evaluation["temperature"],
                "validation_predictions": evaluation["validation_predictions"]}
     (folder / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n", encoding="utf-8")
     plot_training_curves(history, folder / "training_curves.png")
-    plot_confusion_matrix(card["metrics"]["test"]["confusion_matrix"], "test split", folder / "confusion_matrix.png")
+    plot_confusion_matrix(card.metrics["test"]["confusion_matrix"], "test split", folder / "confusion_matrix.png")
     plot_roc(evaluation["curves"], folder / "roc_curve.png")

@@ -15,6 +15,7 @@ from typing import Any
 from mriscan.errors import ModelBundleError
 from mriscan.io.hashing import bytes_sha256
 from mriscan.model.bundle import ModelBundle, load_bundle, pinned_files, write_card
+from mriscan.model.card import ModelCard
 
 
 @dataclass(frozen=True)
@@ -22,7 +23,7 @@ class PortableModel:
     """The files a bundle's card pins (``model.keras``, and ``model.onnx`` when listed), with its card."""
 
     files: dict[str, bytes]
-    card: dict[str, Any]
+    card: ModelCard
     directory: Path  # where the client loaded it from, for messages
     local: ModelBundle | None = field(default=None, compare=False, repr=False)
 
@@ -38,12 +39,12 @@ class PortableModel:
                 raise ModelBundleError(f"cannot read {path} to send it to the workers ({error})") from error
             if bytes_sha256(files[name]) != sha256:
                 raise ModelBundleError(f"{path} changed since it was loaded; run the scan again")
-        return cls(files, dict(bundle.card), bundle.directory, local=bundle)
+        return cls(files, bundle.card, bundle.directory, local=bundle)
 
     @property
     def key(self) -> str:
         """What a worker's tasks find the model by: the same model_id, the same model."""
-        return f"mriscan-model-{self.card['model_id']}"
+        return f"mriscan-model-{self.card.model_id}"
 
     def __getstate__(self) -> dict[str, Any]:
         return {**self.__dict__, "local": None}  # only the bytes travel

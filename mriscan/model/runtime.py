@@ -6,16 +6,15 @@ and no code from the file, and imports far faster than TensorFlow.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 
 from mriscan.errors import ModelBundleError
 from mriscan.io.hashing import bytes_sha256
+from mriscan.model.card import ONNX_FILE as ONNX_FILE  # the network file's default name, re-exported
+from mriscan.model.card import NetworkFileEntry
 
-ONNX_FILE = "model.onnx"
 INPUT_NAME = "image"
 """The name of the network's input in the graph."""
 # ONNX Runtime would move the int8 network's first QuantizeLinear in front of the fp32 max pooling
@@ -48,35 +47,23 @@ class OnnxNetwork:
         return self._session.run(None, {INPUT_NAME: np.ascontiguousarray(images, np.float32)})[0]
 
 
-def network_file_name(entry: Mapping[str, Any]) -> str:
-    """The plain file name a card's ``network_file`` entry names: never a path outside the bundle.
-
-    Examples
-    --------
-    >>> network_file_name({"name": "../elsewhere/model.onnx"}), network_file_name({})
-    ('model.onnx', 'model.onnx')
-    """
-    return Path(str(entry.get("name", ONNX_FILE))).name
-
-
-def load_network_file(directory: Path, card: Mapping[str, Any], threads: int = 1) -> OnnxNetwork | None:
-    """The bundle's ONNX network, verified against the card; None when the bundle has none.
+def load_network_file(directory: Path, entry: NetworkFileEntry | None, threads: int = 1) -> OnnxNetwork | None:
+    """The bundle's ONNX network, verified against its card entry; None when the card lists none.
 
     Raises
     ------
     ModelBundleError
         When the file is missing, does not match its sha256 in the card, or cannot be loaded.
     """
-    entry = card.get("network_file")
-    if not entry:
+    if entry is None:
         return None
-    path = Path(directory) / network_file_name(entry)
+    path = Path(directory) / entry.file_name
     try:
         data = path.read_bytes()
     except OSError as error:
         raise ModelBundleError(f"{path} is missing or unreadable ({error.strerror}): the card lists it as the "
                                "network to scan with; restore the bundle or train a new one") from error
-    if bytes_sha256(data) != entry.get("sha256"):
+    if bytes_sha256(data) != entry.sha256:
         raise ModelBundleError(f"{path} does not match its card: its sha256 differs from network_file.sha256 in "
                                "model.json. The file was damaged or swapped; restore the bundle or train a new one.")
     try:

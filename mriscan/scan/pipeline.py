@@ -183,7 +183,7 @@ def _row(record: LoadedImage, probability: float | None, bundle: ModelBundle, ro
         return {**row, "probability": "", "prediction": "", "flagged": "false", "flag_reason": "",
                 "flag_detail": "", "error": record.error or "unreadable"}
     flag = flag_result(record, probability, bundle.threshold, bundle.review_threshold,
-                       bundle.card.get("input_statistics_ranges", {}))
+                       bundle.card.statistics_ranges)
     return {
         **row,
         "probability": f"{probability:.6f}",

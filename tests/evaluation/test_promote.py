@@ -66,7 +66,7 @@ def test_a_better_model_is_promoted_and_the_old_one_kept(trained_bundle, holdout
     assert load_bundle(kept).model_id == old_id and str(kept) in result.output
     promoted = load_bundle(current)
     assert promoted.model_id == load_bundle(trained_bundle).model_id
-    lineage = promoted.card["lineage"]
+    lineage = promoted.card.lineage
     assert lineage["parent_model_id"] == old_id and lineage["parent_created"] == "2020-01-01T00:00:00+00:00"
     promotion = lineage["promotion"]
     assert promotion["replaced_kept_as"] == kept.name and promotion["promoted_at"]
@@ -114,9 +114,9 @@ def test_init_from_continues_training_without_copies_of_the_excluded_folder(trai
     parent = load_bundle(trained_bundle)
     assert (card["architecture"], card["input_size"]) == ("seed", 64)  # taken from the parent
     lineage = card["lineage"]
-    assert lineage["parent_model_id"] == parent.model_id and lineage["parent_created"] == parent.card["created"]
+    assert lineage["parent_model_id"] == parent.model_id and lineage["parent_created"] == parent.card.created
     assert lineage["excluded_images"] == 3 and card["data"]["excluded_copies_removed"] == 3
     assert lineage["excluded_dirs"] == [{"dir": str(holdout_folder), "files": 50,
                                          "sha256": lineage["excluded_dirs"][0]["sha256"]}]
     assert lineage["data_fingerprints"][0]["files"] == 63 and card["data"]["images_used"] == 60
-    assert lineage["data_fingerprints"][0]["sha256"] != parent.card["lineage"]["data_fingerprints"][0]["sha256"]
+    assert lineage["data_fingerprints"][0]["sha256"] != parent.card.lineage["data_fingerprints"][0]["sha256"]

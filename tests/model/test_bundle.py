@@ -10,7 +10,8 @@ from conftest import REPO
 
 from mriscan.errors import ModelBundleError, OutputError
 from mriscan.io.hashing import file_sha256
-from mriscan.model.bundle import CARD_FILE, MODEL_FILE, apply_temperature, load_bundle, save_bundle
+from mriscan.model.bundle import CARD_FILE, MODEL_FILE, apply_temperature, load_bundle, read_card, save_bundle
+from mriscan.model.card import ModelCard
 
 
 def _copy(bundle, tmp_path):
@@ -66,7 +67,8 @@ def test_lambda_layer_is_refused_by_safe_mode(tmp_path):
     outputs = keras.layers.Dense(1, activation="sigmoid")(
         keras.layers.Flatten()(keras.layers.Lambda(lambda x: x * 2.0)(inputs)))
     model = keras.Model(inputs, outputs)
-    card = {"architecture": "evil", "input_size": 64, "preprocessing": {}, "threshold": 0.5, "review_threshold": 0.4}
+    card = ModelCard.from_json({"model_id": "", "architecture": "evil", "input_size": 64, "preprocessing": {},
+                                "threshold": 0.5, "review_threshold": 0.4})
     save_bundle(model, card, tmp_path / "evil")
     with pytest.raises(ModelBundleError, match="safe_mode"):
         load_bundle(tmp_path / "evil")
@@ -88,7 +90,7 @@ def test_save_refuses_existing_bundle_and_keeps_old_on_overwrite(tiny_bundle, tm
 
     copy = _copy(tiny_bundle, tmp_path)
     old_id = load_bundle(copy).model_id
-    card = json.loads((copy / CARD_FILE).read_text())
+    card = read_card(copy)
     with pytest.raises(OutputError, match="--overwrite"):
         save_bundle(build_model("seed", 64), card, copy)
     save_bundle(build_model("seed", 64, seed=7), card, copy, overwrite=True)
@@ -113,7 +115,7 @@ def test_update_card_adds_figures_but_never_what_defines_the_model(tiny_bundle, 
     before = load_bundle(bundle)
     update_card(bundle, proxy_evaluation={"figshare_sensitivity": 0.97})
     after = load_bundle(bundle)
-    assert after.card["proxy_evaluation"] == {"figshare_sensitivity": 0.97}
+    assert after.card.extra["proxy_evaluation"] == {"figshare_sensitivity": 0.97}
     assert after.model_id == before.model_id and after.threshold == before.threshold
     with pytest.raises(ModelBundleError, match="threshold"):
         update_card(bundle, threshold=0.01)

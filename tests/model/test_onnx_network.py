@@ -103,7 +103,7 @@ def test_older_bundles_without_the_file_are_scanned_with_keras_and_can_be_given_
     assert load_bundle(older, keras=False).model is not None  # Keras, as before
 
     card = add_network_file(older)
-    assert card["network_file"]["precision"] == FP32  # its thresholds were chosen on Keras' outputs
+    assert card.network_file.precision == FP32  # its thresholds were chosen on Keras' outputs
     assert load_bundle(older, keras=False).network is not None
 
 
@@ -160,7 +160,7 @@ def test_int8_network_stays_close_to_keras(compact_int8, trained_bundle, holdout
     assert np.abs(OnnxNetwork(int8)(images) - model.predict_on_batch(images)).max() <= 0.05
 
     trained = load_bundle(trained_bundle)
-    assert trained.card["network_file"]["precision"] == INT8
+    assert trained.card.network_file.precision == INT8
     records = load_all(sorted(holdout_folder.rglob("*.png")), trained.preprocess_config, workers=1)
     images = np.stack([record.model_input for record in records])
     keras_output = trained.inference_model.predict_on_batch(images)
