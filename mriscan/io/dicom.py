@@ -1,7 +1,7 @@
 """The DICOM reader (pydicom), followed by the standard display pipeline, one step per function.
 
-pydicom is imported where it is used: it costs ~0.2 s of CPU to import, paid at the start of
-every scan and in every worker, and most folders hold no DICOM at all. DICOM patient identifiers
+pydicom is imported where it is used: its import costs CPU at the start of every scan and in
+every worker, and most folders hold no DICOM at all. DICOM patient identifiers
 are never read into anything returned or raised: only the Study, Series and SOP Instance UIDs are kept.
 """
 
@@ -162,9 +162,10 @@ def linear_display(stored: np.ndarray, dataset: Dataset) -> np.ndarray | None:
     """Rescale Slope/Intercept then a LINEAR window, in float32: the common MR header, done fast.
 
     The same numbers as pydicom's ``apply_modality_lut`` + ``apply_voi_lut`` (to float32
-    rounding), in three passes instead of pydicom's float64 masks (~10x less CPU on a 512x512
-    slice). None for anything else (LUT sequences, other VOI functions, a window pydicom refuses,
-    a negative slope, float pixel data), which takes pydicom's general path.
+    rounding), in three passes instead of pydicom's float64 masks, at a fraction of the CPU
+    (docs/performance.md, "DICOM decoding"). None for anything else (LUT sequences, other VOI
+    functions, a window pydicom refuses, a negative slope, float pixel data), which takes
+    pydicom's general path.
     """
     if dataset.get("ModalityLUTSequence") or dataset.get("VOILUTSequence") or stored.dtype.kind not in "iu":
         return None

@@ -47,7 +47,7 @@ def find_candidates(root: Path) -> list[Path]:
     [PosixPath('/data/incoming/a.png'), PosixPath('/data/incoming/sub/IM0001')]
     """
     top = _checked_root(root)
-    # Plain strings until the end: Path objects and Path.relative_to cost ~10 us each per file.
+    # Plain strings until the end: a Path object and Path.relative_to per file would cost more.
     found: list[tuple[str, str]] = []
     for folder, _subfolders, names in os.walk(top, followlinks=False):
         prefix = relative_posix(folder, top) + "/" if folder != str(top) else ""

@@ -15,9 +15,9 @@ import numpy as np
 
 REEXPORT = "Copy or export the file again from its source (scanner, PACS or archive), then rescan."
 FORMAT_NAMES = {"jpeg": "JPEG", "png": "PNG", "bmp": "BMP", "tiff": "TIFF", "dicom": "DICOM"}
-# Measured on Br35H: JPEG chroma noise around burnt-in text spreads the channels by at most
-# ~20/255, while coloured annotations (tumour contours, crosshairs, markers) spread them by more,
-# often on under 0.1% of the pixels.
+# JPEG chroma noise around burnt-in text spreads the channels by up to about 20/255 (on Br35H), while
+# coloured annotations (tumour contours, crosshairs, markers) spread them by more, often on under
+# 0.1% of the pixels.
 _COLOUR_TOLERANCE = 0.08
 """Channels closer than this fraction of full scale count as equal."""
 _COLOUR_FRACTION = 0.0002
@@ -35,7 +35,7 @@ class DecodedImage:
     pixels : 2-D grey values in their natural range: uint8 or uint16 as decoded for grey
         rasters (and grey stored as colour), float32 otherwise (converted colour, other
         raster types, DICOM values after the modality and VOI LUTs). Not copied to float32:
-        preprocessing works on the decoded type, and the copy cost ~0.1 ms per file.
+        preprocessing works on the decoded type, and the copy would cost CPU on every file.
     frame : frame index within a multi-frame DICOM, else None.
     kind : the format found in the content: "jpeg", "png", "bmp", "tiff" or "dicom".
     had_colour : True when the colour channels genuinely differ (not grey stored as RGB).
