@@ -1,7 +1,7 @@
 """The explainers' Keras side: LIME's forward pass for a bundle without a network file, and Grad-CAM.
 
 Kept apart from :mod:`mriscan.explain.lime` and :mod:`mriscan.explain.factory` because it needs
-TensorFlow, whose import costs several seconds and half a gigabyte: LIME on a bundle's network
+TensorFlow, whose import is slow and memory-hungry: LIME on a bundle's network
 file (what ``mriscan explain`` runs by default) never imports it.
 """
 
@@ -17,7 +17,7 @@ from mriscan.explain.base import Explanation, grey_input
 
 # The forward pass runs in chunks of this many images, which bounds activation memory (the seed
 # network holds 2.8 MB per 150x150 image after its first layer: 0.7 GB for 256 images, 90 MB for
-# 32) and measured no slower than whole LIME batches on a 2-core CPU.
+# 32) and is no slower than whole LIME batches.
 _INFERENCE_CHUNK = 32
 
 

@@ -5,8 +5,8 @@ over the model input, positive toward tumour; :mod:`mriscan.explain.base`). This
 
 - :class:`LimeExplainer` fits LIME's local linear model over superpixels made for MRI slices
   (see :func:`mri_superpixels`), rendering perturbed images in large vectorised batches and
-  calling a compiled forward pass: 1000 samples of the seed network take ~0.8 s on two CPU
-  cores, against ~13 s with LIME's defaults (``benchmarks/bench_explain.py``). Given the bundle's
+  calling a compiled forward pass, many times faster than LIME's defaults
+  (``benchmarks/bench_explain.py``). Given the bundle's
   ONNX network, LIME queries that instead: the network whose probability scan writes to the CSV
   (int8 for fitted bundles), so the explanation and the decision come from the same network.
 - :class:`~mriscan.explain.keras_explain.GradCamExplainer` weighs the last Conv2D layer's activations by
@@ -71,7 +71,7 @@ def mri_superpixels(image: np.ndarray, n_segments: int = 80, compactness: float 
     Why not LIME's default (quickshift, kernel 4)? On a 150x150 slice it yields about a dozen
     irregular regions that straddle lesion and healthy tissue, so LIME can only say "this big
     blob". SLIC restricted to :func:`head_region` gives 50-100 compact regions of similar size
-    (a lesion a tenth of the head wide covers a few of them), costs ~30 ms, and is deterministic
+    (a lesion a tenth of the head wide covers a few of them), is cheap, and is deterministic
     (skimage seeds its mask centroids with a fixed state). Compactness 0.2 on [0, 1] intensities
     lets boundaries follow strong edges while keeping the count stable across slices. Everything
     outside the head is one background segment (label 0), which LIME can switch off at no cost.
@@ -192,8 +192,8 @@ class LimeExplainer:
 class _BatchedLimeImageExplainer(LimeImageExplainer):
     """LIME with the perturbation rendering vectorised.
 
-    LIME's own ``data_labels`` builds each perturbed image in a Python loop over superpixels
-    (~1 ms per image); here a whole batch is one ``take`` and one multiply-add. The random
+    LIME's own ``data_labels`` builds each perturbed image in a Python loop over superpixels;
+    here a whole batch is one ``take`` and one multiply-add. The random
     draws and the images passed to ``classifier_fn`` are the same as LIME's (one grey channel
     instead of three identical ones).
     """
