@@ -138,7 +138,7 @@ def stage_costs(files: list[Path], model: Path | None, n: int = 1024) -> dict[st
     from mriscan.io.hashing import bytes_sha256
     from mriscan.io.reader import decode_bytes, read_file_bytes
     from mriscan.model.bundle import load_bundle
-    from mriscan.scan.pipeline import predict_rows
+    from mriscan.scan.pipeline import predict_results
 
     single_threaded_opencv()
     sample = [files[i * len(files) // n] for i in range(n)] if len(files) >= n else (files * n)[:n]  # spread out
@@ -149,6 +149,7 @@ def stage_costs(files: list[Path], model: Path | None, n: int = 1024) -> dict[st
     inputs = [preprocess(image.pixels, config) for image in decoded]
     records = load_chunk(sample[:64], config, 10**9)
     bundle.predict(np.stack(inputs[:64]))  # builds the folded network and traces the graph
+    folder = sample[0].parent
     without_network = _ConstantBundle(bundle.model, bundle.card, bundle.directory, bundle.network)
     stages: dict[str, Callable[[], object]] = {
         "bound: grey decode + resize": lambda: [
@@ -161,7 +162,8 @@ def stage_costs(files: list[Path], model: Path | None, n: int = 1024) -> dict[st
         "quality checks": lambda: [(low_quality_reasons(image.pixels), input_statistics(image.pixels, x))
                                    for image, x in zip(decoded, inputs, strict=True)],
         "network": lambda: bundle.predict(np.stack(inputs)),
-        "flags + CSV row": lambda: [predict_rows(records, without_network, sample[0].parent) for _ in range(n // 64)],
+        "flags + CSV row": lambda: [[result.row() for result in predict_results(records, without_network, folder)]
+                                    for _ in range(n // 64)],
     }
     costs = {}
     for name, run in stages.items():

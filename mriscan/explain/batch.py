@@ -317,7 +317,7 @@ def _write_case(
     job, frame = explained.job, explained.frame
     display = job.display_path if frame is None else f"{job.display_path} (frame {frame})"
     probability = float(bundle.predict(explained.image[np.newaxis])[0])
-    decision = "tumor" if probability >= bundle.threshold else "no_tumor"
+    decision = bundle.decide(probability)
     caption = OverlayCaption(probability, decision, bundle.threshold, bundle.model_id)
     path = overlay_path(job.source, frame, explained.explanation.method, root=root, out_dir=out_dir)
     if path.exists() and not is_mriscan_overlay(path):

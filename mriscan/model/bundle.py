@@ -34,6 +34,8 @@ MODEL_FILE = "model.keras"
 CARD_FILE = "model.json"
 MODEL_ENV = "MRISCAN_MODEL"
 PREDICT_BATCH = 64
+NO_TUMOR, TUMOR = "no_tumor", "tumor"
+"""The two predictions (the class names of the model's output 0 and 1)."""
 _UNUSED_BY_KERAS = ("sklearn", "matplotlib")
 
 
@@ -82,6 +84,19 @@ class ModelBundle:
     @property
     def temperature(self) -> float:
         return self.card.temperature
+
+    def decide(self, probability: float) -> str:
+        """The prediction for a P(tumor): the one place a probability becomes ``tumor`` or ``no_tumor``.
+
+        Examples
+        --------
+        >>> card = ModelCard.from_json({"model_id": "", "architecture": "seed", "input_size": 64,
+        ...                             "preprocessing": {}, "threshold": 0.2, "review_threshold": 0.1})
+        >>> bundle = ModelBundle(model=None, card=card, directory=Path("."))
+        >>> bundle.decide(0.2), bundle.decide(0.19)
+        ('tumor', 'no_tumor')
+        """
+        return TUMOR if probability >= self.threshold else NO_TUMOR
 
     def predict(self, batch: np.ndarray) -> np.ndarray:
         """P(tumor) for a batch of model inputs of shape (n, S, S, 1), calibrated by the card."""

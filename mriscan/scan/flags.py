@@ -37,14 +37,15 @@ class Flag:
 def flag_result(
     record: LoadedImage,
     probability: float,
+    predicted_tumor: bool,
     threshold: float,
     review_threshold: float,
     training_ranges: Mapping[str, Sequence[float]],
 ) -> Flag:
-    """Flag one result (see the module docstring for the rules)."""
+    """Flag one result (see the module docstring for the rules); ``predicted_tumor`` is the bundle's decision."""
     codes: list[str] = []
     details: list[str] = []
-    if review_threshold <= probability < threshold:
+    if not predicted_tumor and probability >= review_threshold:
         codes.append("near_threshold")
         details.append(f"probability {probability:.3f} in the review band [{review_threshold:.3f}, {threshold:.3f})")
     if record.low_quality:

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Iterable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from functools import partial
 from pathlib import Path
 
@@ -23,10 +23,10 @@ from mriscan.execution.shipping import opened
 from mriscan.io.discover import find_candidates, relative_posix
 from mriscan.io.hashing import file_sha256
 from mriscan.io.reader import DEFAULT_MAX_PIXELS
-from mriscan.model.bundle import ModelBundle
+from mriscan.model.bundle import TUMOR, ModelBundle
 from mriscan.model.portable import PortableModel
 from mriscan.scan.flags import flag_result
-from mriscan.scan.results import COLUMNS, UID_COLUMNS, ResultsWriter, Row
+from mriscan.scan.results import COLUMNS, UID_COLUMNS, ResultsWriter, Row, ScanResult
 
 ProgressCallback = Callable[[int, int], None]
 
@@ -88,10 +88,10 @@ def run_scan(
         done = summary.skipped
         if on_progress is not None:  # starts the clock, so files/s and ETA leave out start-up and skipped files
             on_progress(done, len(candidates))
-        for rows in _predicted_chunks(todo, options, bundle):
-            writer.append(rows)
-            _count(summary, rows)
-            done += len({row["path"] for row in rows})
+        for results in _predicted_chunks(todo, options, bundle):
+            writer.append(results)
+            _count(summary, results)
+            done += len({result.path for result in results})
             if on_progress is not None:
                 on_progress(done, len(candidates))
         summary.rows = writer.finish()
@@ -101,8 +101,8 @@ def run_scan(
     return summary
 
 
-def _predicted_chunks(paths: list[Path], options: ScanOptions, bundle: ModelBundle) -> Iterator[list[Row]]:
-    """Rows of ``paths`` chunk by chunk, in input order.
+def _predicted_chunks(paths: list[Path], options: ScanOptions, bundle: ModelBundle) -> Iterator[list[ScanResult]]:
+    """Results of ``paths`` chunk by chunk, in input order.
 
     With the bundle's ONNX network (or on a --scheduler cluster), each worker decodes, preprocesses
     and predicts its chunks with the model shipped to it; a Keras-only bundle predicts here, on
@@ -114,23 +114,23 @@ def _predicted_chunks(paths: list[Path], options: ScanOptions, bundle: ModelBund
     if bundle.network is None and options.scheduler is None:
         for chunk in iter_loaded_chunks(paths, bundle.preprocess_config, workers=options.workers,
                                         chunk_size=options.chunk_size, max_pixels=options.max_pixels):
-            yield predict_rows(chunk, bundle, options.input_dir)
+            yield predict_results(chunk, bundle, options.input_dir)
         return
     model = PortableModel.from_bundle(bundle)
-    task = partial(rows_on_worker, model_key=model.key, root=options.input_dir, max_pixels=options.max_pixels)
+    task = partial(results_on_worker, model_key=model.key, root=options.input_dir, max_pixels=options.max_pixels)
     with choose_executor(options.workers, scheduler=options.scheduler, chunks=len(chunks),
                          shipments=[model]) as executor:
         yield from executor.map_ordered(task, chunks)
 
 
-def rows_on_worker(paths: list[Path], model_key: str, root: Path, max_pixels: int) -> list[Row]:
-    """A worker's task (inline, local process or Dask): one chunk's rows, by the model shipped as ``model_key``."""
-    return rows_of_chunk(paths, opened(model_key), root, max_pixels)
+def results_on_worker(paths: list[Path], model_key: str, root: Path, max_pixels: int) -> list[ScanResult]:
+    """A worker's task (inline, local process or Dask): one chunk's results, by the model shipped as ``model_key``."""
+    return results_of_chunk(paths, opened(model_key), root, max_pixels)
 
 
-def rows_of_chunk(paths: list[Path], bundle: ModelBundle, root: Path, max_pixels: int) -> list[Row]:
-    """Decode, preprocess and predict one chunk of files; return its rows (a worker's task, local or Dask)."""
-    return predict_rows(load_chunk(paths, bundle.preprocess_config, max_pixels), bundle, root)
+def results_of_chunk(paths: list[Path], bundle: ModelBundle, root: Path, max_pixels: int) -> list[ScanResult]:
+    """Decode, preprocess and predict one chunk of files; return its results."""
+    return predict_results(load_chunk(paths, bundle.preprocess_config, max_pixels), bundle, root)
 
 
 def _files_to_scan(candidates: list[Path], writer: ResultsWriter, model_id: str, root: Path) -> list[Path]:
@@ -159,47 +159,31 @@ def _same_bytes(path: Path, row: Row) -> bool:
         return False
 
 
-def predict_rows(chunk: list[LoadedImage], bundle: ModelBundle, root: Path) -> list[Row]:
-    """Rows for one chunk of loaded images: predictions in one batch, errors as rows."""
+def predict_results(chunk: list[LoadedImage], bundle: ModelBundle, root: Path) -> list[ScanResult]:
+    """Results for one chunk of loaded images: predictions in one batch, errors as results."""
     readable = [record for record in chunk if record.ok]
     probabilities = bundle.predict(np.stack([r.model_input for r in readable])) if readable else []
     probability_of = {id(r): float(p) for r, p in zip(readable, probabilities, strict=True)}
-    return [_row(record, probability_of.get(id(record)), bundle, root) for record in chunk]
+    return [_result(record, probability_of.get(id(record)), bundle, root) for record in chunk]
 
 
-def _row(record: LoadedImage, probability: float | None, bundle: ModelBundle, root: Path) -> Row:
-    row = {
-        "path": relative_posix(record.path, root),
-        "frame": "" if record.frame is None else str(record.frame),
-        "sha256": record.sha256,
-        "threshold": f"{bundle.threshold:.6g}",
-        "review_threshold": f"{bundle.review_threshold:.6g}",
-        "model_id": bundle.model_id,
-        "study_instance_uid": record.dicom_uids.get("StudyInstanceUID", ""),
-        "series_instance_uid": record.dicom_uids.get("SeriesInstanceUID", ""),
-        "sop_instance_uid": record.dicom_uids.get("SOPInstanceUID", ""),
-    }
+def _result(record: LoadedImage, probability: float | None, bundle: ModelBundle, root: Path) -> ScanResult:
+    result = ScanResult(path=relative_posix(record.path, root), frame=record.frame, sha256=record.sha256,
+                        threshold=bundle.threshold, review_threshold=bundle.review_threshold,
+                        model_id=bundle.model_id, dicom_uids=record.dicom_uids)
     if probability is None:
-        return {**row, "probability": "", "prediction": "", "flagged": "false", "flag_reason": "",
-                "flag_detail": "", "error": record.error or "unreadable"}
-    flag = flag_result(record, probability, bundle.threshold, bundle.review_threshold,
+        return replace(result, error=record.error or "unreadable")
+    prediction = bundle.decide(probability)
+    flag = flag_result(record, probability, prediction == TUMOR, bundle.threshold, bundle.review_threshold,
                        bundle.card.statistics_ranges)
-    return {
-        **row,
-        "probability": f"{probability:.6f}",
-        "prediction": "tumor" if probability >= bundle.threshold else "no_tumor",
-        "flagged": "true" if flag.flagged else "false",
-        "flag_reason": ";".join(flag.codes),
-        "flag_detail": "; ".join(flag.details),
-        "error": "",
-    }
+    return replace(result, probability=probability, prediction=prediction, flag=flag)
 
 
-def _count(summary: ScanSummary, rows: Iterable[Row]) -> None:
-    for row in rows:
-        if row["error"]:
+def _count(summary: ScanSummary, results: Iterable[ScanResult]) -> None:
+    for result in results:
+        if not result.readable:
             summary.unreadable += 1
             continue
         summary.scanned += 1
-        summary.tumor += row["prediction"] == "tumor"
-        summary.flagged += row["flagged"] == "true"
+        summary.tumor += result.prediction == TUMOR
+        summary.flagged += result.flag.flagged

@@ -14,11 +14,13 @@ import fcntl
 import io
 import os
 from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO
 
 from mriscan.errors import OutputError
 from mriscan.io.atomic import replace_file
+from mriscan.scan.flags import Flag
 
 COLUMNS = (
     "path", "frame", "sha256", "probability", "prediction", "flagged", "flag_reason", "flag_detail",
@@ -26,6 +28,54 @@ COLUMNS = (
 )
 UID_COLUMNS = ("study_instance_uid", "series_instance_uid", "sop_instance_uid")
 Row = dict[str, str]
+NO_FLAG = Flag((), ())
+
+
+@dataclass(frozen=True)
+class ScanResult:
+    """What a scan found for one image (one frame), or why it could not read it; a CSV row only in :meth:`row`."""
+
+    path: str  # relative to the scanned folder, with forward slashes
+    frame: int | None
+    sha256: str
+    threshold: float
+    review_threshold: float
+    model_id: str
+    probability: float | None = None  # None: unreadable (``error`` says why)
+    prediction: str = ""
+    flag: Flag = NO_FLAG
+    error: str = ""
+    dicom_uids: Mapping[str, str] = field(default_factory=dict)
+
+    @property
+    def readable(self) -> bool:
+        return self.probability is not None
+
+    def row(self) -> Row:
+        """The CSV row (every column, ``UID_COLUMNS`` included; the writer keeps those it writes)."""
+        row = {
+            "path": self.path,
+            "frame": "" if self.frame is None else str(self.frame),
+            "sha256": self.sha256,
+            "threshold": f"{self.threshold:.6g}",
+            "review_threshold": f"{self.review_threshold:.6g}",
+            "model_id": self.model_id,
+            "study_instance_uid": self.dicom_uids.get("StudyInstanceUID", ""),
+            "series_instance_uid": self.dicom_uids.get("SeriesInstanceUID", ""),
+            "sop_instance_uid": self.dicom_uids.get("SOPInstanceUID", ""),
+        }
+        if self.probability is None:
+            return {**row, "probability": "", "prediction": "", "flagged": "false", "flag_reason": "",
+                    "flag_detail": "", "error": self.error or "unreadable"}
+        return {
+            **row,
+            "probability": f"{self.probability:.6f}",
+            "prediction": self.prediction,
+            "flagged": "true" if self.flag.flagged else "false",
+            "flag_reason": ";".join(self.flag.codes),
+            "flag_detail": "; ".join(self.flag.details),
+            "error": "",
+        }
 
 
 def row_key(row: Mapping[str, str]) -> tuple[str, int]:
@@ -100,11 +150,11 @@ class ResultsWriter:
         replace_file(self.partial, self._csv_bytes(self.previous.values()), sync=True)
         self._handle = open(self.partial, "a", encoding="utf-8", newline="")
 
-    def append(self, rows: Iterable[Row], sync_every: int = 256) -> None:
-        """Append rows to the partial file; fsync at least every ``sync_every`` rows."""
+    def append(self, results: Iterable[ScanResult], sync_every: int = 256) -> None:
+        """Append results to the partial file as CSV rows; fsync at least every ``sync_every`` rows."""
         assert self._handle is not None, "call start() first"
         writer = csv.DictWriter(self._handle, fieldnames=self.columns, extrasaction="ignore")
-        for row in rows:
+        for row in (result.row() for result in results):
             self._new[row_key(row)] = row
             writer.writerow(row)
             self._since_sync += 1

@@ -1,12 +1,12 @@
 import pytest
 
 from mriscan.errors import OutputError
-from mriscan.scan.results import COLUMNS, ResultsWriter, read_rows
+from mriscan.scan.results import COLUMNS, ResultsWriter, ScanResult, read_rows
 
 
-def _row(path, p="0.5", frame=""):
-    return {c: "" for c in COLUMNS} | {"path": path, "frame": frame, "sha256": "s" + path, "probability": p,
-                                       "model_id": "m"}
+def _row(path, p=0.5, frame=None):
+    return ScanResult(path=path, frame=frame, sha256="s" + path, threshold=0.5, review_threshold=0.3, model_id="m",
+                      probability=p, prediction="tumor")
 
 
 def test_rows_are_written_sorted_and_atomically(tmp_path):
@@ -72,3 +72,13 @@ def test_a_lock_on_an_unlinked_lock_file_is_not_trusted(tmp_path):
         assert not same_file(handle, lock)
         lock.write_text("")  # a newer run's lock file
         assert not same_file(handle, lock)
+
+
+def test_a_scan_result_becomes_a_csv_row_only_at_the_edge():
+    readable = _row("a.png", p=0.1234567, frame=2)
+    assert readable.readable and readable.row()["probability"] == "0.123457"
+    assert (readable.row()["frame"], readable.row()["flagged"], readable.row()["threshold"]) == ("2", "false", "0.5")
+    unreadable = ScanResult(path="b.png", frame=None, sha256="", threshold=0.5, review_threshold=0.3, model_id="m",
+                            error="not an image")
+    row = unreadable.row()
+    assert not unreadable.readable and (row["probability"], row["prediction"], row["error"]) == ("", "", "not an image")
