@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import asdict, dataclass
+from typing import ClassVar
 
 import cv2
 import numpy as np
@@ -36,8 +37,72 @@ import numpy as np
 MASK_SIDE = 128
 VERSION = 3
 """The preprocessing arithmetic of new models (see the module docstring)."""
-_NAMES = {1: "crop-percentile-letterbox", 2: "crop-percentile-letterbox-v2", 3: "crop-percentile-letterbox-v3"}
 _NATIVE_TYPES = (np.uint8, np.uint16, np.float32)
+
+
+class Arithmetic:
+    """Version 1's arithmetic: the steps a preprocessing version does its own way (the module docstring).
+
+    Each version is a small strategy object (:data:`ARITHMETIC`); the steps they share live in the
+    functions of this module, and :func:`preprocess` and :func:`project_mask` run the same plan with any.
+    """
+
+    version: ClassVar[int] = 1
+    name: ClassVar[str] = "crop-percentile-letterbox"
+
+    def working_copy(self, grey: np.ndarray) -> np.ndarray:
+        """The image the steps run on: float32."""
+        return grey.astype(np.float32, copy=False)
+
+    def mask_copy(self, grey: np.ndarray) -> np.ndarray:
+        """The copy, ``MASK_SIDE`` pixels on its longer side, that the head and percentiles are found on."""
+        return _fit_side(grey, MASK_SIDE)
+
+    def head_mask(self, small: np.ndarray) -> np.ndarray:
+        return head_mask(_min_max(small))
+
+    def to_input(self, head: np.ndarray, low: float, high: float, size: int) -> np.ndarray:
+        """The cropped head as a ``size`` square in [0, 1]: rescaled at full resolution, then letterboxed."""
+        return _letterbox(_rescale(head, low, high), size)
+
+    def decode_least_side(self, image_size: int) -> int | None:
+        """The ``least_side`` images are decoded with: None, full size."""
+        return None
+
+
+class BlockArithmetic(Arithmetic):
+    """Version 2: the decoded type kept, shrinking by whole blocks, rescaled after the final resize."""
+
+    version: ClassVar[int] = 2
+    name: ClassVar[str] = "crop-percentile-letterbox-v2"
+
+    def working_copy(self, grey: np.ndarray) -> np.ndarray:
+        """The image in its own type when OpenCV's fast paths take it (8, 16-bit, float32), else float32."""
+        return grey if grey.dtype in _NATIVE_TYPES else grey.astype(np.float32, copy=False)
+
+    def mask_copy(self, grey: np.ndarray) -> np.ndarray:
+        return resize_by_blocks(grey, _letterbox_size(grey.shape, MASK_SIDE), cv2.INTER_LINEAR)
+
+    def head_mask(self, small: np.ndarray) -> np.ndarray:
+        return _head_mask_8bit(small)
+
+    def to_input(self, head: np.ndarray, low: float, high: float, size: int) -> np.ndarray:
+        shrunk = resize_by_blocks(head, _letterbox_size(head.shape, size), cv2.INTER_LINEAR)
+        return _pad(_rescale(shrunk, low, high), size)
+
+
+class ReducedDecodeArithmetic(BlockArithmetic):
+    """Version 3: version 2's arithmetic on JPEGs decoded reduced (libjpeg's 1/2, 1/4, 1/8) when large enough."""
+
+    version: ClassVar[int] = 3
+    name: ClassVar[str] = "crop-percentile-letterbox-v3"
+
+    def decode_least_side(self, image_size: int) -> int | None:
+        return image_size
+
+
+ARITHMETIC: dict[int, Arithmetic] = {a.version: a for a in (Arithmetic(), BlockArithmetic(), ReducedDecodeArithmetic())}
+"""Each preprocessing version's arithmetic, by version number."""
 
 
 @dataclass(frozen=True)
@@ -61,18 +126,23 @@ class PreprocessConfig:
     version: int = VERSION
 
     def __post_init__(self) -> None:
-        if self.version not in _NAMES:
+        if self.version not in ARITHMETIC:
             raise ValueError(f"preprocessing version {self.version} is not known to this mriscan (it knows "
-                             f"{sorted(_NAMES)}); upgrade mriscan to use this model")
+                             f"{sorted(ARITHMETIC)}); upgrade mriscan to use this model")
+
+    @property
+    def arithmetic(self) -> Arithmetic:
+        """This version's way of doing the steps."""
+        return ARITHMETIC[self.version]
 
     @property
     def decode_least_side(self) -> int | None:
-        """The ``least_side`` that images are decoded with (``imageio.decode_bytes``); None before version 3."""
-        return self.image_size if self.version >= 3 else None
+        """The ``least_side`` that images are decoded with (``reader.decode_bytes``); None before version 3."""
+        return self.arithmetic.decode_least_side(self.image_size)
 
     def to_dict(self) -> dict:
         """Return the settings as a JSON-ready dict (for the model card)."""
-        return {"name": _NAMES[self.version], "mask_side": MASK_SIDE, **asdict(self)}
+        return {"name": self.arithmetic.name, "mask_side": MASK_SIDE, **asdict(self)}
 
     @classmethod
     def from_dict(cls, data: dict) -> PreprocessConfig:
@@ -104,11 +174,7 @@ def preprocess(pixels: np.ndarray, config: PreprocessConfig = PreprocessConfig()
     (64, 64, 1)
     """
     grey, crop, (low, high) = _plan(pixels, config)
-    if config.version == 1:
-        return _letterbox(_rescale(grey[crop], low, high), config.image_size)[..., np.newaxis]
-    head = grey[crop]
-    shrunk = resize_by_blocks(head, _letterbox_size(head.shape, config.image_size), cv2.INTER_LINEAR)
-    return _pad(_rescale(shrunk, low, high), config.image_size)[..., np.newaxis]
+    return config.arithmetic.to_input(grey[crop], low, high, config.image_size)[..., np.newaxis]
 
 
 def project_mask(mask: np.ndarray, pixels: np.ndarray, config: PreprocessConfig = PreprocessConfig()) -> np.ndarray:
@@ -137,17 +203,16 @@ def project_mask(mask: np.ndarray, pixels: np.ndarray, config: PreprocessConfig 
 def _plan(pixels: np.ndarray, config: PreprocessConfig) -> tuple[np.ndarray, tuple[slice, slice], tuple[float, float]]:
     """The grey image (float32 in version 1, its own type from version 2 on), the crop to the head, and the
     intensity percentiles."""
-    grey = np.asarray(pixels)
-    if config.version == 1 or grey.dtype not in _NATIVE_TYPES:
-        grey = grey.astype(np.float32, copy=False)
+    arithmetic = config.arithmetic
+    grey = arithmetic.working_copy(np.asarray(pixels))
     if grey.ndim != 2 or min(grey.shape) < 1:
         raise ValueError(f"preprocess expects a 2-D grey image; received shape {grey.shape}")
     # Only floating point holds NaN or infinity (DICOM values, converted colour). The whole image is
     # checked: from version 2 on, the shrunk copy leaves out up to k - 1 border rows and columns.
     if grey.dtype == np.float32 and not np.isfinite(grey).all():
         grey = np.nan_to_num(grey, nan=0.0, posinf=0.0, neginf=0.0)
-    small = _mask_copy(grey, config.version)
-    mask = head_mask(_min_max(small)) if config.version == 1 else _head_mask_8bit(small)
+    small = arithmetic.mask_copy(grey)
+    mask = arithmetic.head_mask(small)
     percentiles = _percentiles(small, mask, config.low_percentile, config.high_percentile)
     crop = (slice(None), slice(None))
     if config.crop_to_head:
@@ -215,16 +280,6 @@ def _bounding_box(mask: np.ndarray, margin: float) -> tuple[int, int, int, int]:
         max(0, left - pad_c),
         min(width, left + box_width + pad_c),
     )
-
-
-def _mask_copy(grey: np.ndarray, version: int) -> np.ndarray:
-    """The copy, ``MASK_SIDE`` pixels on its longer side, that the head and percentiles are found on.
-
-    Float32 in version 1; from version 2 on, of ``grey``'s type (8-bit mostly: percentiles by histogram).
-    """
-    if version == 1:
-        return _fit_side(grey, MASK_SIDE)
-    return resize_by_blocks(grey, _letterbox_size(grey.shape, MASK_SIDE), cv2.INTER_LINEAR)
 
 
 def _fit_side(grey: np.ndarray, side: int) -> np.ndarray:
