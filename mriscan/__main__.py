@@ -2,4 +2,5 @@
 
 from mriscan.cli import main
 
-main()
+if __name__ == "__main__":  # not when imported (e.g. by pytest's doctest collection)
+    main()
