@@ -27,10 +27,15 @@ EXIT_OK = 0
 EXIT_FATAL = 1
 EXIT_USAGE = 2
 EXIT_UNREADABLE = 3
+EXIT_NO_INPUT = 4
+EXIT_BELOW_FLOOR = 5
+EXIT_INTERRUPTED = 130
 
 EXIT_CODES_HELP = (
-    "Exit codes: 0 success; 3 output complete but some files could not be read; "
-    "1 fatal error (no or bad model, unwritable output, bad data layout); 2 usage error."
+    "Exit codes: 0 success; 3 output complete but some files could not be read (or explained); "
+    "1 fatal error (no or bad model, unwritable output, bad data layout, nothing explained); 2 usage error; "
+    "4 scan: INPUT_DIR missing or without any image (see --allow-empty); 5 fit: the model is below the "
+    "quality floor (written, with its warnings in the card); 130 interrupted (scan: --resume continues)."
 )
 
 
@@ -59,8 +64,22 @@ def cli() -> None:
 
 # --- commands -------------------------------------------------------------------------------
 
-_WORKERS = click.option("--workers", type=int, default=-1, show_default=True,
-                        help="Parallel decoding processes (-1: all cores, 1: none).")
+
+
+class _WorkerCount(click.ParamType):
+    """``--workers``: a positive count, or -1 for all cores (0 and other negatives are usage errors)."""
+
+    name = "integer"
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> int:
+        count = click.INT.convert(value, param, ctx)
+        if count == 0 or count < -1:
+            self.fail(f"{count} is not a worker count; give 1 or more, or -1 for all cores", param, ctx)
+        return count
+
+
+_WORKERS = click.option("--workers", type=_WorkerCount(), default=-1, show_default=True,
+                        help="Parallel processes (-1: all cores, 1: none).")
 _SCHEDULER = click.option("--scheduler", default=None, metavar="ADDRESS",
                           help="Run the work on the Dask cluster of this scheduler (e.g. tcp://10.0.0.5:8786) "
                                "instead of --workers; needs pip install 'mriscan[dask]'. Workers must read the "
@@ -164,11 +183,22 @@ def fit(data_dirs: tuple[Path, ...], out_dir: Path, epochs: int, batch_size: int
     with RichFitProgress() as progress:
         card = run_fit(options, progress)
     print_fit_summary(card, out_dir)
+    from mriscan.model.quality_floor import quality_warnings
+
+    warnings = quality_warnings(card)
+    if warnings:
+        for warning in warnings:
+            click.echo(f"mriscan: warning: {warning}", err=True)
+        click.echo(f"mriscan: {out_dir} is below the quality floor: it was written (its card lists these "
+                   "warnings), but scan and explain will repeat them on every run. Do not use it for triage.",
+                   err=True)
+        sys.exit(EXIT_BELOW_FLOOR)
 
 
 @cli.command(epilog=EXIT_CODES_HELP)
-@click.argument("input_dir", type=click.Path(exists=True, file_okay=False, path_type=Path))
-@click.option("--out", required=True, type=click.Path(dir_okay=False, path_type=Path), help="CSV file to write.")
+@click.argument("input_dir", type=click.Path(file_okay=False, path_type=Path))
+@click.option("--out", required=True, type=click.Path(dir_okay=False, path_type=Path),
+              help="CSV file to write; its run record (input folder, model, times) goes beside it as <out>.run.json.")
 @_MODEL
 @_WORKERS
 @click.option("--resume", is_flag=True, help="Continue an earlier or interrupted run into the same CSV.")
@@ -176,21 +206,26 @@ def fit(data_dirs: tuple[Path, ...], out_dir: Path, epochs: int, batch_size: int
 @click.option("--dicom-uids", is_flag=True, help="Add Study/Series/SOP Instance UID columns (no patient data).")
 @click.option("--max-pixels", type=click.IntRange(1), default=50_000_000, show_default=True,
               help="Refuse images declaring more pixels than this (decompression-bomb guard).")
-@click.option("--quiet", is_flag=True, help="Print nothing but errors.")
+@click.option("--allow-empty", is_flag=True,
+              help="An INPUT_DIR without images is a normal night: write an empty CSV and exit 0 (default: exit 4).")
+@click.option("--quiet", is_flag=True, help="Print nothing but errors and the model's quality warnings.")
 @_SCHEDULER
 def scan(input_dir: Path, out: Path, model_dir: Path | None, workers: int, resume: bool, overwrite: bool,
-         dicom_uids: bool, max_pixels: int, quiet: bool, scheduler: str | None) -> None:
+         dicom_uids: bool, max_pixels: int, allow_empty: bool, quiet: bool, scheduler: str | None) -> None:
     """Classify every image under INPUT_DIR (recursive) and write one CSV row per file.
 
-    Candidates: .jpg .jpeg .png .bmp .tif .tiff (any case) and DICOM (.dcm or the DICM marker).
+    Candidates: .jpg .jpeg .png .bmp .tif .tiff (any case) and DICOM (.dcm or the DICM marker);
+    mriscan's own overlays and output folders are skipped.
     """
     if resume and overwrite:
         raise click.UsageError("--resume and --overwrite exclude each other")
+    from mriscan.errors import InputFolderError
     from mriscan.progress import ScanProgress, print_scan_summary
     from mriscan.scan.pipeline import ScanOptions, prepare_output, run_scan
 
     options = ScanOptions(input_dir=input_dir, out=out, workers=workers, resume=resume, overwrite=overwrite,
-                          dicom_uids=dicom_uids, max_pixels=max_pixels, scheduler=scheduler)
+                          dicom_uids=dicom_uids, max_pixels=max_pixels, scheduler=scheduler,
+                          allow_empty=allow_empty)
     try:
         writer = prepare_output(options)
         try:
@@ -198,14 +233,30 @@ def scan(input_dir: Path, out: Path, model_dir: Path | None, workers: int, resum
         except MriscanError:
             writer.close()
             raise
+        _warn_about_model(bundle)
         with ScanProgress(quiet=quiet) as progress:
             summary = run_scan(options, bundle, writer, on_progress=progress.update)
+    except InputFolderError as error:
+        click.echo(f"mriscan: error: {error}", err=True)
+        sys.exit(EXIT_NO_INPUT)
     except MriscanError as error:
         click.echo(f"mriscan: error: {error}", err=True)
         sys.exit(EXIT_FATAL)
+    except KeyboardInterrupt:
+        click.echo(f"mriscan: interrupted; {out} is unchanged and the rows done so far are kept in "
+                   f"{out}.partial. Run the same command with --resume to continue.", err=True)
+        sys.exit(EXIT_INTERRUPTED)
     if not quiet:
         print_scan_summary(summary, out)
     sys.exit(EXIT_UNREADABLE if summary.unreadable else EXIT_OK)
+
+
+def _warn_about_model(bundle: Any) -> None:
+    """Print the model's quality warnings (even under --quiet: a weak model must never be used silently)."""
+    from mriscan.model.quality_floor import quality_warnings
+
+    for warning in quality_warnings(bundle.card):
+        click.echo(f"mriscan: warning: model {bundle.directory}: {warning}", err=True)
 
 
 @cli.command(epilog=EXIT_CODES_HELP)
@@ -238,17 +289,21 @@ def dedup(data_dir: Path, out: Path, overwrite: bool, image_size: int, against: 
 
 @cli.command(epilog=EXIT_CODES_HELP)
 @click.argument("target", type=click.Path(exists=True, path_type=Path))
-@_MODEL
+@click.option("--model", "model_dir", type=click.Path(file_okay=False, path_type=Path), default=None,
+              help="Model bundle folder (default: for a scan CSV, the model the scan used, from its run record; "
+                   "else the shipped model in models/default).")
 @click.option("--out-dir", type=click.Path(file_okay=False, path_type=Path), default=None,
-              help="Write overlays here, mirroring the input tree (default: beside each image).")
+              help="Write overlays and index.html here, mirroring the input tree (default: a -review folder "
+                   "beside TARGET, e.g. results-review/ for results.csv; never inside the scanned folder).")
 @click.option("--method", type=click.Choice(["lime", "gradcam"]), default="lime", show_default=True)
 @click.option("--samples", "--num-samples", "num_samples", type=click.IntRange(10), default=1000,
               show_default=True, help="LIME's perturbed images per explanation.")
-@click.option("--all", "all_rows", is_flag=True, help="For a scan CSV: every readable row, not only flagged ones.")
+@click.option("--all", "all_rows", is_flag=True,
+              help="For a scan CSV: every readable row, not only the tumour and flagged ones.")
 @click.option("--limit", type=click.IntRange(1), default=None, help="At most N images, most uncertain first.")
 @click.option("--input-root", type=click.Path(exists=True, file_okay=False, path_type=Path), default=None,
-              help="For a scan CSV: the INPUT_DIR that was scanned; the CSV's path column is relative to it. "
-                   "Default: the CSV's folder.")
+              help="For a scan CSV: the INPUT_DIR that was scanned (the CSV's paths are relative to it). "
+                   "Default: the one in the CSV's run record (<csv>.run.json).")
 @click.option("--seed", type=int, default=2021, show_default=True, help="Same seed and settings: same overlay bytes.")
 @_WORKERS
 @_fatal_on_mriscan_error
@@ -256,19 +311,31 @@ def explain(target: Path, model_dir: Path | None, out_dir: Path | None, method: 
             all_rows: bool, limit: int | None, input_root: Path | None, seed: int, workers: int) -> None:
     """Write overlays showing which regions drove each decision, and an index.html to review them.
 
-    TARGET is an image, a folder, or a CSV written by scan (then its flagged rows, unless --all).
+    TARGET is an image, a folder, or a CSV written by scan: then the rows a person must review
+    (predicted tumour or flagged; unreadable rows are listed, not explained), most uncertain first.
     """
-    from mriscan.explain.batch import run_explain
+    from mriscan.explain.batch import run_explain, scan_record_of
     from mriscan.explain.factory import method_needs_keras
+    from mriscan.scan.run_record import describes
 
+    record = scan_record_of(target)
+    if record is not None and not describes(record, target):
+        click.echo(f"mriscan: warning: {target} changed after the scan that wrote its run record; its rows are "
+                   "checked against the files' sha256 one by one", err=True)
+    if model_dir is None and record is not None:
+        model_dir = Path(record.model_dir)
     # LIME on the bundle's network file needs no Keras model: then TensorFlow is never imported.
     bundle = _load_model(model_dir, keras=method_needs_keras(method))
+    _warn_about_model(bundle)
     summary = run_explain(target, bundle, out_dir=out_dir, method=method, num_samples=num_samples,
                           all_rows=all_rows, limit=limit, input_root=input_root, seed=seed, workers=workers)
     click.echo(f"{len(summary.cases)} overlays ({summary.method}), {len(summary.failures)} failed, "
                f"{summary.error_rows_skipped} unreadable rows skipped; review page: {summary.index_path}")
     for failure in summary.failures:
         click.echo(f"  could not explain {failure.display_path}: {failure.reason}", err=True)
+    if summary.failures and not summary.cases:
+        click.echo("mriscan: error: nothing could be explained", err=True)
+        sys.exit(EXIT_FATAL)
     sys.exit(EXIT_UNREADABLE if summary.failures else EXIT_OK)
 
 

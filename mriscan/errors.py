@@ -39,6 +39,10 @@ class InputFolderError(MriscanError):
     """The folder to scan does not exist or is not a folder."""
 
 
+class NoImagesError(InputFolderError):
+    """The folder to scan holds no candidate image (an unmounted share, an export that did not run)."""
+
+
 class SynthError(MriscanError):
     """Synthetic data cannot be made (optional extra missing, bad settings, output not empty)."""
 

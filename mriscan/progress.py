@@ -118,8 +118,6 @@ def print_fit_summary(card: ModelCard, out_dir: Path) -> None:
     console.print(f"images found {data['files_found']}, unreadable {data['unreadable']}, duplicates removed "
                   f"{data['duplicates_removed']}, used {data['images_used']}; threshold {card.threshold:.4g}, "
                   f"review threshold {card.review_threshold:.4g}; {training['seconds']:.0f} s")
-    if card.threshold_warning:
-        console.print(f"[yellow]warning: {card.threshold_warning}[/yellow]")
 
 
 def print_scan_summary(summary: Any, out: Path) -> None:

@@ -10,7 +10,7 @@ from click.testing import CliRunner
 from conftest import brain_like, run_cli_in_fresh_process, write_class_folders
 
 from mriscan import __version__
-from mriscan.cli import EXIT_FATAL, EXIT_OK, EXIT_UNREADABLE, cli
+from mriscan.cli import EXIT_BELOW_FLOOR, EXIT_FATAL, EXIT_OK, EXIT_UNREADABLE, cli
 from mriscan.scan.results import COLUMNS
 
 
@@ -23,7 +23,8 @@ def fitted(tmp_path_factory):
     result = CliRunner().invoke(cli, ["fit", str(root / "data"), "--out", str(out), "--epochs", "2",
                                       "--image-size", "64", "--workers", "1", "--seed", "3",
                                       "--source-balance", "0.5", "--strip-augment", "0.5"])
-    assert result.exit_code == EXIT_OK, result.output + repr(result.exception)
+    # 60 images leave 9 for validation: below the quality floor, so fit says so with its own exit code.
+    assert result.exit_code == EXIT_BELOW_FLOOR, result.output + repr(result.exception)
     return out, result
 
 
@@ -57,6 +58,13 @@ def test_fit_writes_a_complete_bundle(fitted):
     for split in ("validation", "test"):
         assert {"accuracy", "sensitivity", "specificity", "auroc", "confusion_matrix"} <= set(card["metrics"][split])
     assert "test" in result.output and "validation" in result.output
+
+
+def test_fit_reports_a_model_below_the_quality_floor(fitted):
+    out, result = fitted
+    card = json.loads((out / "model.json").read_text())
+    assert any("validation images" in warning for warning in card["quality_warnings"])
+    assert "below the quality floor" in result.output and "Do not use it for triage" in result.output
 
 
 def test_fit_refuses_to_replace_a_bundle(fitted, tmp_path):
@@ -157,12 +165,13 @@ def test_explain_from_a_scan_csv_writes_overlays_and_index(fitted, tmp_path, wri
     assert "a.png.gradcam.png" in index and "sub/b.png.gradcam.png" in index
 
 
-def test_explain_one_image_with_lime_beside_it(fitted, tmp_path, write_png):
+def test_explain_one_image_with_lime_into_a_review_folder_beside_its_folder(fitted, tmp_path, write_png):
     model, _ = fitted
     image = write_png(tmp_path / "one" / "x.png", brain_like(9, lesion=True))
     result = CliRunner().invoke(cli, ["explain", str(image), "--model", str(model), "--samples", "100"])
     assert result.exit_code == EXIT_OK, result.output
-    assert (tmp_path / "one" / "x.png.lime.png").stat().st_size > 1000
+    assert (tmp_path / "one-review" / "x.png.lime.png").stat().st_size > 1000
+    assert [p.name for p in (tmp_path / "one").iterdir()] == ["x.png"]
 
 
 def test_dedup_against_another_folder_lists_the_leaked_copies(tmp_path, write_png):

@@ -1,12 +1,14 @@
 """``mriscan explain``: pick the images, explain each one, write its overlay and the review page.
 
-TARGET is one image, a folder (walked like ``scan`` walks it), or a scan CSV (its flagged rows,
-most uncertain first). Each image, or each frame of a multi-frame DICOM, gets an overlay named
-``<file name>[.f<frame>].<method>.png``, beside the image or under ``out_dir`` mirroring the
-input tree, and an ``index.html`` at the top of the output lists them all for a reviewer.
+TARGET is one image, a folder (walked like ``scan`` walks it), or a scan CSV (its rows predicted
+``tumor`` or flagged, most uncertain first; the folder it scanned is read from its run record).
+Each image, or each frame of a multi-frame DICOM, gets an overlay named
+``<file name>[.f<frame>].<method>.png`` under the output folder, mirroring the input tree, and an
+``index.html`` at the top of it lists them all for a reviewer. The output folder is never inside
+the scanned tree by default, and it is marked so that a scan never takes it for patient images.
 
-One image's failure (unreadable, missing frame, an existing file that is not ours) becomes a
-line in the summary and on the page, never the end of the batch.
+One image's failure (unreadable, changed since the scan, missing frame, an existing file that is
+not ours) becomes a line in the summary and on the page, never the end of the batch.
 """
 
 from __future__ import annotations
@@ -27,12 +29,15 @@ from mriscan.data.preprocess import PreprocessConfig, preprocess
 from mriscan.errors import ExplainError, OutputError, UnreadableImageError
 from mriscan.explain.base import Explainer, Explanation
 from mriscan.explain.factory import bundle_explainer
-from mriscan.explain.overlay import OVERLAY_SUFFIXES, OverlayCaption, is_mriscan_overlay, render_overlay
+from mriscan.explain.overlay import OverlayCaption, render_overlay
 from mriscan.explain.review_page import INDEX_NAME, FailedCase, ReviewCase, check_index_writable, render_index
 from mriscan.io.atomic import replace_file
 from mriscan.io.discover import find_candidates, relative_posix
+from mriscan.io.hashing import file_sha256
+from mriscan.io.own_outputs import OVERLAY_SUFFIXES, is_mriscan_overlay, mark_output_folder
 from mriscan.io.reader import read_image
 from mriscan.model.bundle import ModelBundle
+from mriscan.scan.run_record import ScanRecord, read_record
 
 _REQUIRED_COLUMNS = ("path", "probability", "flagged", "flag_reason", "threshold", "error")
 
@@ -65,6 +70,7 @@ class ExplainJob:
     display_path: str
     frame: int | None = None
     flag_reasons: tuple[str, ...] = ()
+    sha256: str = ""  # for a scan CSV row: the bytes that were scanned; a changed file is refused
 
 
 @dataclass(frozen=True)
@@ -73,7 +79,7 @@ class _Plan:
 
     jobs: list[ExplainJob]
     root: Path
-    index_dir: Path
+    scanned_dir: Path | None = None  # for a scan CSV: the scanned folder, which the default output avoids
     failures: list[FailedCase] = field(default_factory=list)
     error_rows_skipped: int = 0
 
@@ -105,14 +111,14 @@ def run_explain(
     ----------
     target : an image file, a folder of images, or a scan CSV written by ``mriscan scan``.
     bundle : the loaded model bundle (the one the scan used, for a CSV).
-    out_dir : where overlays go, mirroring the input tree; None writes each beside its image.
+    out_dir : where overlays go, mirroring the input tree; None: :func:`default_output_dir`.
     method : ``"lime"`` or ``"gradcam"``.
     num_samples : LIME's perturbed images per explanation.
-    all_rows : for a CSV, explain every readable row instead of the flagged ones only.
+    all_rows : for a CSV, explain every readable row instead of the tumour and flagged ones only.
     limit : explain at most this many files; for a CSV, the most uncertain ones
         (smallest ``|probability - threshold|``) first.
     input_root : for a CSV, the folder its ``path`` column is relative to (the scanned
-        INPUT_DIR); default: the CSV's own folder.
+        INPUT_DIR); default: the one in the CSV's run record (without one, an ExplainError).
     seed : LIME's random seed; the same seed, image, model and settings give the same overlay bytes.
     workers : images explained at once (-1: one per core, as the CLI's ``--workers``), in
         threads sharing TensorFlow's thread pool, so the CPU is not oversubscribed; pictures
@@ -120,33 +126,80 @@ def run_explain(
 
     Returns
     -------
-    The summary; the review page is at ``summary.index_path``: ``out_dir``, else the CSV's
-    folder, the folder TARGET, or the image's folder.
+    The summary; the review page is at ``summary.index_path``, at the top of the output folder.
 
     Raises
     ------
     ExplainError
-        For bad settings, a missing TARGET, or a CSV that is not a scan CSV of this model.
+        For bad settings, a missing TARGET, a CSV that is not a scan CSV of this model, or a
+        default output folder that would fall inside the scanned folder.
     OutputError
-        When ``out_dir`` cannot be created or an ``index.html`` there is not mriscan's.
+        When the output folder cannot be created or an ``index.html`` there is not mriscan's.
     """
     _check_settings(limit, workers)
     config = bundle.preprocess_config
     # Built first: it refuses an unknown method, too few samples or an unsuitable model.
     explainer = bundle_explainer(bundle, method, num_samples=num_samples, seed=seed)
     plan = _plan_targets(target, all_rows=all_rows, limit=limit, input_root=input_root, model_id=bundle.model_id)
-    index_path = (out_dir if out_dir is not None else plan.index_dir) / INDEX_NAME
+    out_dir = Path(os.path.abspath(out_dir if out_dir is not None else default_output_dir(target, plan.scanned_dir)))
+    index_path = out_dir / INDEX_NAME
     check_index_writable(index_path)
-    _make_folder(index_path.parent)
+    _make_folder(out_dir)
     cases, failures = [], list(plan.failures)
     for outcome in _outcomes(plan.jobs, explainer, config, workers):
         if isinstance(outcome, _Explained):
             outcome = _write_case(outcome, bundle, root=plan.root, out_dir=out_dir)
         (cases if isinstance(outcome, ReviewCase) else failures).append(outcome)
     title = f"mriscan explanations ({method}), model {bundle.model_id[:12]}"
-    page = render_index(cases, failures, index_dir=index_path.parent, title=title)
+    page = render_index(cases, failures, index_dir=out_dir, title=title)
     _write_atomically(index_path, page.encode("utf-8"), what="review page")
     return ExplainSummary(tuple(cases), tuple(failures), plan.error_rows_skipped, index_path, method)
+
+
+def scan_record_of(target: Path) -> ScanRecord | None:
+    """The run record of TARGET when it is a scan CSV that has one (what the scan read, with which model)."""
+    return read_record(target) if _is_csv(target) else None
+
+
+def default_output_dir(target: Path, scanned_dir: Path | None = None) -> Path:
+    """Where explain writes without ``--out-dir``: a ``-review`` folder beside TARGET, never inside it.
+
+    For a scan CSV ``results.csv``: ``results-review`` beside it; for a folder ``incoming``:
+    ``incoming-review`` beside it; for an image: ``<its folder>-review`` beside its folder.
+
+    Raises
+    ------
+    ExplainError
+        When that folder would be inside ``scanned_dir`` (the CSV was written into the scanned tree).
+
+    Examples
+    --------
+    >>> default_output_dir(Path("/nightly/results.csv")).as_posix()
+    '/nightly/results-review'
+    >>> default_output_dir(Path("/data/one/scan.jpg")).as_posix()
+    '/data/one-review'
+    """
+    target = Path(os.path.abspath(target))
+    if target.suffix.lower() == ".csv":
+        out = target.with_name(target.stem + "-review")
+    elif target.is_dir():
+        out = target.with_name(target.name + "-review")
+    else:
+        out = target.parent.with_name(target.parent.name + "-review")
+    if scanned_dir is not None and _inside(out, Path(os.path.abspath(scanned_dir))):
+        raise ExplainError(
+            f"the default output folder {out} would be inside the scanned folder {scanned_dir}, where the next "
+            "scan would meet it; pass --out-dir with a folder outside the scanned tree"
+        )
+    return out
+
+
+def _inside(path: Path, folder: Path) -> bool:
+    return path == folder or folder in path.parents
+
+
+def _is_csv(target: Path) -> bool:
+    return target.is_file() and target.suffix.lower() == ".csv"
 
 
 def _check_settings(limit: int | None, workers: int) -> None:
@@ -158,26 +211,30 @@ def _check_settings(limit: int | None, workers: int) -> None:
 
 def _plan_targets(target: Path, *, all_rows: bool, limit: int | None, input_root: Path | None, model_id: str) -> _Plan:
     """Decide which files to explain for TARGET (see :func:`run_explain`)."""
-    if target.is_file() and target.suffix.lower() == ".csv":
+    if _is_csv(target):
         rows = _read_scan_rows(target)
         _check_model(rows, model_id, target)
-        root = input_root if input_root is not None else target.parent
-        return _plan_rows(
-            rows, root=Path(os.path.abspath(root)), index_dir=target.parent, all_rows=all_rows, limit=limit
-        )
+        root = input_root if input_root is not None else _scanned_folder(target)
+        return _plan_rows(rows, root=Path(os.path.abspath(root)), all_rows=all_rows, limit=limit)
     if target.is_dir():
         root = Path(os.path.abspath(target))
-        jobs = [ExplainJob(path, relative_posix(path, root))
-                for path in find_candidates(root) if not _is_our_overlay(path)]
-        return _Plan(jobs[:limit], root, root)
+        jobs = [ExplainJob(path, relative_posix(path, root)) for path in find_candidates(root)]
+        return _Plan(jobs[:limit], root)
     if target.is_file():
         root = Path(os.path.abspath(target.parent))
-        return _Plan([ExplainJob(root / target.name, target.name)], root, root)
+        return _Plan([ExplainJob(root / target.name, target.name)], root)
     raise ExplainError(f"{target} does not exist. Pass an image, a folder of images, or a scan CSV.")
 
 
-def _is_our_overlay(path: Path) -> bool:
-    return path.name.endswith(tuple(OVERLAY_SUFFIXES.values())) and is_mriscan_overlay(path)
+def _scanned_folder(csv_path: Path) -> Path:
+    """The INPUT_DIR the scan of ``csv_path`` read, from its run record."""
+    record = read_record(csv_path)
+    if record is None:
+        raise ExplainError(
+            f"{csv_path} has no run record beside it ({csv_path.name}.run.json, written by `mriscan scan`), so "
+            "the folder its paths are relative to is unknown; pass --input-root with the scanned INPUT_DIR"
+        )
+    return Path(record.input_dir)
 
 
 def _read_scan_rows(csv_path: Path) -> list[dict[str, str]]:
@@ -217,7 +274,10 @@ def _check_model(rows: Sequence[dict[str, str]], model_id: str, csv_path: Path) 
 def select_rows(
     rows: Sequence[dict[str, str]], *, all_rows: bool, limit: int | None
 ) -> tuple[list[dict[str, str]], int]:
-    """Pick the scan CSV rows to explain: flagged ones (or all), readable, most uncertain first.
+    """Pick the scan CSV rows to explain: readable rows predicted tumour or flagged (or all), most uncertain first.
+
+    These are the rows a person reviews: every tumour call, and every no_tumor the scan did not
+    trust (near the threshold, poor or unusual input). Unreadable rows have nothing to explain.
 
     Returns
     -------
@@ -225,14 +285,19 @@ def select_rows(
 
     Examples
     --------
-    >>> rows = [{"probability": p, "threshold": "0.5", "flagged": "true", "error": ""} for p in ("0.9", "0.55")]
+    >>> rows = [{"probability": p, "prediction": "tumor", "threshold": "0.5", "flagged": "false", "error": ""}
+    ...         for p in ("0.9", "0.55")]
     >>> [row["probability"] for row in select_rows(rows, all_rows=False, limit=1)[0]]
     ['0.55']
     """
     readable = [row for row in rows if not row["error"].strip()]
-    wanted = [row for row in readable if all_rows or row["flagged"].strip().lower() == "true"]
+    wanted = [row for row in readable if all_rows or _for_review(row)]
     wanted.sort(key=_uncertainty)
     return wanted[:limit], len(rows) - len(readable)
+
+
+def _for_review(row: dict[str, str]) -> bool:
+    return row["flagged"].strip().lower() == "true" or row.get("prediction", "").strip() == "tumor"
 
 
 def _uncertainty(row: dict[str, str]) -> float:
@@ -243,7 +308,7 @@ def _uncertainty(row: dict[str, str]) -> float:
 
 
 def _plan_rows(
-    rows: Sequence[dict[str, str]], *, root: Path, index_dir: Path, all_rows: bool, limit: int | None
+    rows: Sequence[dict[str, str]], *, root: Path, all_rows: bool, limit: int | None
 ) -> _Plan:
     selected, skipped = select_rows(rows, all_rows=all_rows, limit=limit)
     jobs, failures = [], []
@@ -253,8 +318,9 @@ def _plan_rows(
             failures.append(FailedCase(row["path"], "the CSV row's path or frame is not valid; skipped"))
             continue
         reasons = tuple(code for code in row["flag_reason"].split(";") if code.strip())
-        jobs.append(ExplainJob(root.joinpath(*relative.parts), row["path"], int(frame) if frame else None, reasons))
-    return _Plan(jobs, root, index_dir, failures, skipped)
+        jobs.append(ExplainJob(root.joinpath(*relative.parts), row["path"], int(frame) if frame else None, reasons,
+                               row.get("sha256", "").strip()))
+    return _Plan(jobs, root, root, failures, skipped)
 
 
 def _outcomes(
@@ -273,6 +339,9 @@ def _outcomes(
 
 def explain_job(job: ExplainJob, explainer: Explainer, config: PreprocessConfig) -> list[_Explained | FailedCase]:
     """Read one file and explain each of its wanted frames; problems become FailedCase."""
+    changed = _changed_since_scan(job)
+    if changed:
+        return [FailedCase(job.display_path, changed)]
     try:
         frames = read_image(job.source, least_side=config.decode_least_side)
     except UnreadableImageError as error:
@@ -294,25 +363,35 @@ def explain_job(job: ExplainJob, explainer: Explainer, config: PreprocessConfig)
     return outcomes
 
 
-def overlay_path(source: Path, frame: int | None, method: str, *, root: Path, out_dir: Path | None) -> Path:
-    """Where the overlay of ``source`` (one of its frames) goes.
+def _changed_since_scan(job: ExplainJob) -> str:
+    """Why the file is not the one the scan classified ("" when it is, or when there is no sha256 to check)."""
+    if not job.sha256:
+        return ""
+    try:
+        now = file_sha256(job.source)
+    except OSError as error:
+        return f"cannot read {job.source} ({error.strerror}): moved or deleted since the scan? Scan again"
+    if now != job.sha256:
+        return ("the file changed since the scan (its sha256 differs from the CSV's): the CSV's result is not "
+                "this file's. Scan again before explaining it")
+    return ""
+
+
+def overlay_path(source: Path, frame: int | None, method: str, *, root: Path, out_dir: Path) -> Path:
+    """Where the overlay of ``source`` (one of its frames) goes: under ``out_dir``, mirroring the tree under ``root``.
 
     Examples
     --------
     >>> overlay_path(Path("/in/a/b.dcm"), 3, "lime", root=Path("/in"), out_dir=Path("/out")).as_posix()
     '/out/a/b.dcm.f3.lime.png'
-    >>> overlay_path(Path("/in/a/b.png"), None, "gradcam", root=Path("/in"), out_dir=None).as_posix()
-    '/in/a/b.png.gradcam.png'
+    >>> overlay_path(Path("/in/b.png"), None, "gradcam", root=Path("/in"), out_dir=Path("/out")).as_posix()
+    '/out/b.png.gradcam.png'
     """
     name = source.name + (f".f{frame}" if frame is not None else "") + OVERLAY_SUFFIXES[method]
-    if out_dir is None:
-        return source.with_name(name)
     return out_dir / source.parent.relative_to(root) / name
 
 
-def _write_case(
-    explained: _Explained, bundle: ModelBundle, *, root: Path, out_dir: Path | None
-) -> ReviewCase | FailedCase:
+def _write_case(explained: _Explained, bundle: ModelBundle, *, root: Path, out_dir: Path) -> ReviewCase | FailedCase:
     """Draw and write one overlay; the title's probability is the bundle's, as the scan reports it."""
     job, frame = explained.job, explained.frame
     display = job.display_path if frame is None else f"{job.display_path} (frame {frame})"
@@ -347,8 +426,10 @@ def _write_atomically(path: Path, data: bytes, *, what: str) -> None:
 
 
 def _make_folder(folder: Path) -> None:
+    """Create the output folder and mark it as mriscan's, so no scan takes its pictures for patient images."""
     try:
         folder.mkdir(parents=True, exist_ok=True)
+        mark_output_folder(folder)
     except OSError as error:
         raise OutputError(
             f"Cannot create the output folder {folder}: {error.strerror}. Choose another --out-dir."

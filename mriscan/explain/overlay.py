@@ -15,10 +15,11 @@ from __future__ import annotations
 
 import io
 from dataclasses import dataclass
-from pathlib import Path
 from typing import TYPE_CHECKING
 
 import numpy as np
+
+from mriscan.io.own_outputs import OVERLAY_MARKER_KEY
 
 if TYPE_CHECKING:
     from matplotlib.axes import Axes
@@ -26,10 +27,8 @@ if TYPE_CHECKING:
 
     from mriscan.explain.base import Explanation
 
-OVERLAY_SUFFIXES = {"lime": ".lime.png", "gradcam": ".gradcam.png"}
 TOWARD_COLOUR = (0.84, 0.15, 0.16)
 AWAY_COLOUR = (0.12, 0.47, 0.71)
-_MARKER_KEY = "mriscan-overlay"
 _MAX_ALPHA = 0.7
 _DPI = 100
 
@@ -165,7 +164,7 @@ def render_overlay(image: np.ndarray, explanation: Explanation, caption: Overlay
     _add_legend(figure)
     _add_title(figure, caption, explanation.details)
     buffer = io.BytesIO()
-    figure.savefig(buffer, format="png", dpi=_DPI, metadata={"Software": None, _MARKER_KEY: explanation.method})
+    figure.savefig(buffer, format="png", dpi=_DPI, metadata={"Software": None, OVERLAY_MARKER_KEY: explanation.method})
     return buffer.getvalue()
 
 
@@ -195,14 +194,3 @@ def _add_title(figure: Figure, caption: OverlayCaption, details: str) -> None:
         f"P(tumour) = {caption.probability:.3f}   decision: {caption.decision}   threshold {caption.threshold:.3f}"
     )
     figure.suptitle(f"{headline}\nmodel {caption.model_id[:12]}   {details}", fontsize=11)
-
-
-def is_mriscan_overlay(path: Path) -> bool:
-    """True when ``path`` is a PNG that :func:`render_overlay` made (it carries our marker)."""
-    from PIL import Image, UnidentifiedImageError
-
-    try:
-        with Image.open(path) as picture:
-            return picture.format == "PNG" and _MARKER_KEY in getattr(picture, "text", {})
-    except (OSError, UnidentifiedImageError):
-        return False

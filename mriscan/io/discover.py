@@ -4,7 +4,8 @@ A file is a candidate when its extension is a known image or DICOM extension (in
 when it carries the DICOM Part 10 marker ``DICM`` at byte 128 whatever its name (scanners and
 PACS exports often write extension-less files). Candidates are only *candidates*: a damaged,
 unreadable or dangling file is still listed so that it gets an error row later instead of being
-silently missed.
+silently missed. mriscan's own outputs are never candidates: folders carrying the output marker
+are not walked, and overlays are skipped (:mod:`mriscan.io.own_outputs`).
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ import os
 from pathlib import Path
 
 from mriscan.errors import InputFolderError
+from mriscan.io.own_outputs import is_mriscan_overlay, is_output_folder
 
 IMAGE_EXTENSIONS = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff"})
 DICOM_EXTENSIONS = frozenset({".dcm", ".dicom"})
@@ -49,7 +51,10 @@ def find_candidates(root: Path) -> list[Path]:
     top = _checked_root(root)
     # Plain strings until the end: a Path object and Path.relative_to per file would cost more.
     found: list[tuple[str, str]] = []
-    for folder, _subfolders, names in os.walk(top, followlinks=False):
+    for folder, subfolders, names in os.walk(top, followlinks=False):
+        if is_output_folder(folder):  # explain's overlays and review page: never patient images
+            subfolders.clear()
+            continue
         prefix = relative_posix(folder, top) + "/" if folder != str(top) else ""
         found.extend((prefix + name, os.path.join(folder, name)) for name in names
                      if _is_candidate(os.path.join(folder, name)))
@@ -91,7 +96,7 @@ def relative_posix(path: Path, root: Path) -> str:
 def _is_candidate(path: str) -> bool:
     """Tell whether one file is a candidate: a known extension, else the DICOM marker."""
     if os.path.splitext(path)[1].lower() in _CANDIDATE_EXTENSIONS:
-        return True
+        return not is_mriscan_overlay(path)
     return _has_dicom_marker(path)
 
 

@@ -38,6 +38,7 @@ from mriscan.model.bundle import (
 from mriscan.model.calibrate import choose_thresholds, expected_calibration_error, fit_temperature
 from mriscan.model.card import Calibration, ModelCard
 from mriscan.model.lineage import UNLABELLED, folder_fingerprints
+from mriscan.model.quality_floor import quality_warnings
 
 if TYPE_CHECKING:
     from mriscan.model.export import NetworkFile
@@ -129,6 +130,7 @@ def run_fit(options: FitOptions, progress: FitProgress) -> ModelCard:
     evaluation = calibrate_and_evaluate(raw_probability, data, split, options.target_recall, threshold_sources)
     card = model_card(options, data, split, result, evaluation, seconds=time.monotonic() - started,
                       network=network, parent=parent)
+    card = card.with_figures(quality_warnings=quality_warnings(card))
     progress.stage(f"saving {options.out_dir}")
 
     def write_extras(folder: Path) -> None:

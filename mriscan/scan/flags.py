@@ -1,9 +1,10 @@
 """Flags: which results a radiologist should look at, and why.
 
 ``flag_reason`` is a ``;``-separated list of codes (legend in the README); ``flag_detail`` says
-the same in words. A result is flagged when it is a false-negative risk (``near_threshold``) or
-when the model should not be trusted on the input (``low_quality``, ``decoded_with_warnings``,
-``unusual_input``).
+the same in words. A result is flagged when it is a false-negative risk (``near_threshold``), when
+the model should not be trusted on the input (``low_quality``, ``decoded_with_warnings``,
+``unusual_input``), or when there is no result at all (``unreadable``): ``flagged == true`` is the
+one filter that finds every row without a trustworthy answer.
 """
 
 from __future__ import annotations
@@ -14,7 +15,9 @@ from dataclasses import dataclass
 from mriscan.data.loader import LoadedImage
 from mriscan.data.quality import unusual_reasons
 
+UNREADABLE = "unreadable"
 FLAG_CODES = {
+    UNREADABLE: "the file could not be read (the row's error says why): a person must look at it",
     "near_threshold": "predicted no_tumor, but with a probability at or above the review threshold",
     "low_quality": "blank or near-constant, tiny, or extreme aspect ratio",
     "decoded_with_warnings": "the decoder recovered the image only partly (e.g. a truncated file)",

@@ -8,6 +8,7 @@ decode and preprocess while the network predicts in this process.
 
 from __future__ import annotations
 
+import os
 import time
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field, replace
@@ -16,7 +17,9 @@ from pathlib import Path
 
 import numpy as np
 
+from mriscan import __version__
 from mriscan.data.loader import LoadedImage, iter_loaded_chunks, load_chunk
+from mriscan.errors import NoImagesError
 from mriscan.execution.base import DEFAULT_CHUNK_SIZE, chunked
 from mriscan.execution.executor import choose_executor
 from mriscan.execution.shipping import opened
@@ -25,8 +28,10 @@ from mriscan.io.hashing import file_sha256
 from mriscan.io.reader import DEFAULT_MAX_PIXELS
 from mriscan.model.bundle import TUMOR, ModelBundle
 from mriscan.model.portable import PortableModel
-from mriscan.scan.flags import flag_result
+from mriscan.model.quality_floor import quality_warnings
+from mriscan.scan.flags import UNREADABLE, Flag, flag_result
 from mriscan.scan.results import COLUMNS, UID_COLUMNS, ResultsWriter, Row, ScanResult
+from mriscan.scan.run_record import ScanRecord, utc_now
 
 ProgressCallback = Callable[[int, int], None]
 
@@ -44,6 +49,7 @@ class ScanOptions:
     chunk_size: int = DEFAULT_CHUNK_SIZE
     max_pixels: int = DEFAULT_MAX_PIXELS
     scheduler: str | None = None  # a Dask scheduler address: predict on that cluster (mriscan.execution.cluster)
+    allow_empty: bool = False  # an INPUT_DIR without candidates is a normal night, not an error
 
 
 @dataclass
@@ -77,10 +83,15 @@ def run_scan(
     on_progress: ProgressCallback | None = None,
 ) -> ScanSummary:
     """Scan every candidate under ``options.input_dir`` into ``writer``; return the summary."""
-    started = time.monotonic()
+    started, started_at = time.monotonic(), utc_now()
     summary = ScanSummary()
     try:
         candidates = find_candidates(options.input_dir)
+        if not candidates and not options.allow_empty:
+            raise NoImagesError(
+                f"no candidate image under {os.path.abspath(options.input_dir)}: is the share mounted and the "
+                "night's export finished? (pass --allow-empty where an empty night is normal)"
+            )
         summary.candidates = len(candidates)
         todo = _files_to_scan(candidates, writer, bundle.model_id, options.input_dir)
         summary.skipped = len(candidates) - len(todo)
@@ -94,11 +105,21 @@ def run_scan(
             done += len({result.path for result in results})
             if on_progress is not None:
                 on_progress(done, len(candidates))
-        summary.rows = writer.finish()
+        summary.rows = writer.finish(_record(options, bundle, summary, started_at))
     finally:
         writer.close()
     summary.seconds = time.monotonic() - started
     return summary
+
+
+def _record(options: ScanOptions, bundle: ModelBundle, summary: ScanSummary, started_at: str) -> ScanRecord:
+    """The run record written beside the CSV: what explain needs to follow on, and what a site monitors."""
+    counts = {name: getattr(summary, name) for name in ("candidates", "scanned", "tumor", "flagged", "unreadable",
+                                                         "skipped")}
+    return ScanRecord(input_dir=os.path.abspath(options.input_dir), model_dir=os.path.abspath(bundle.directory),
+                      model_id=bundle.model_id, started=started_at, finished=utc_now(),
+                      mriscan_version=__version__, model_warnings=tuple(quality_warnings(bundle.card)),
+                      counts=counts)
 
 
 def _predicted_chunks(paths: list[Path], options: ScanOptions, bundle: ModelBundle) -> Iterator[list[ScanResult]]:
@@ -172,7 +193,8 @@ def _result(record: LoadedImage, probability: float | None, bundle: ModelBundle,
                         threshold=bundle.threshold, review_threshold=bundle.review_threshold,
                         model_id=bundle.model_id, dicom_uids=record.dicom_uids)
     if probability is None:
-        return replace(result, error=record.error or "unreadable")
+        error = record.error or "unreadable"
+        return replace(result, error=error, flag=Flag((UNREADABLE,), (error,)))
     prediction = bundle.decide(probability)
     flag = flag_result(record, probability, prediction == TUMOR, bundle.threshold, bundle.review_threshold,
                        bundle.card.statistics_ranges)
@@ -180,10 +202,11 @@ def _result(record: LoadedImage, probability: float | None, bundle: ModelBundle,
 
 
 def _count(summary: ScanSummary, results: Iterable[ScanResult]) -> None:
+    """Add results to the counts; ``flagged`` counts every result for review, the unreadable ones too."""
     for result in results:
+        summary.flagged += result.flag.flagged
         if not result.readable:
             summary.unreadable += 1
             continue
         summary.scanned += 1
         summary.tumor += result.prediction == TUMOR
-        summary.flagged += result.flag.flagged

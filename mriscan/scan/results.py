@@ -11,16 +11,18 @@ from __future__ import annotations
 
 import csv
 import fcntl
+import hashlib
 import io
 import os
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import IO
 
 from mriscan.errors import OutputError
 from mriscan.io.atomic import replace_file
 from mriscan.scan.flags import Flag
+from mriscan.scan.run_record import ScanRecord, write_record
 
 COLUMNS = (
     "path", "frame", "sha256", "probability", "prediction", "flagged", "flag_reason", "flag_detail",
@@ -65,8 +67,9 @@ class ScanResult:
             "sop_instance_uid": self.dicom_uids.get("SOPInstanceUID", ""),
         }
         if self.probability is None:
-            return {**row, "probability": "", "prediction": "", "flagged": "false", "flag_reason": "",
-                    "flag_detail": "", "error": self.error or "unreadable"}
+            return {**row, "probability": "", "prediction": "", "flagged": "true" if self.flag.flagged else "false",
+                    "flag_reason": ";".join(self.flag.codes), "flag_detail": "; ".join(self.flag.details),
+                    "error": self.error or "unreadable"}
         return {
             **row,
             "probability": f"{self.probability:.6f}",
@@ -163,10 +166,17 @@ class ResultsWriter:
             os.fsync(self._handle.fileno())
             self._since_sync = 0
 
-    def finish(self) -> list[Row]:
-        """Atomically replace ``<out>`` with every row, sorted; remove the partial file."""
+    def finish(self, record: ScanRecord | None = None) -> list[Row]:
+        """Atomically replace ``<out>`` with every row, sorted; remove the partial file.
+
+        ``record``, when given, is written first as ``<out>.run.json`` with the new CSV's sha256,
+        so a record always names the CSV it describes (a kill in between is noticed by that sum).
+        """
         rows = sorted({**self.previous, **self._new}.values(), key=row_key)
-        replace_file(self.out, self._csv_bytes(rows), sync=True)
+        data = self._csv_bytes(rows)
+        if record is not None:
+            write_record(self.out, replace(record, csv_sha256=hashlib.sha256(data).hexdigest()))
+        replace_file(self.out, data, sync=True)
         self.close()
         self.partial.unlink(missing_ok=True)
         return rows

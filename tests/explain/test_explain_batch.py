@@ -12,9 +12,12 @@ import pytest
 from conftest import brain_like, dicom_bytes, run_cli_in_fresh_process
 
 from mriscan.errors import ExplainError, OutputError
-from mriscan.explain.batch import ExplainSummary, overlay_path, run_explain, select_rows
+from mriscan.explain.batch import ExplainSummary, default_output_dir, overlay_path, run_explain, select_rows
+from mriscan.io.hashing import file_sha256
+from mriscan.io.own_outputs import OUTPUT_FOLDER_MARKER as MARKER
 from mriscan.model.bundle import ModelBundle, load_bundle
 from mriscan.scan.pipeline import ScanOptions, prepare_output, run_scan
+from mriscan.scan.run_record import ScanRecord, record_path, write_record
 
 SAMPLES = 60
 CSV_COLUMNS = (
@@ -92,28 +95,40 @@ def _row(path: str, probability: float, flagged: bool, reasons: str = "", error:
 # --- folders and single images ----------------------------------------------------------------
 
 
-def test_folder_overlays_go_beside_the_images_with_an_index(incoming: Path, bundle: ModelBundle) -> None:
+def test_folder_overlays_go_into_a_review_folder_beside_it_with_an_index(incoming: Path, bundle: ModelBundle) -> None:
+    before = _files(incoming)
     summary = _explain(incoming, bundle)
+    review = incoming.with_name("incoming-review")
+    assert _files(incoming) == before  # nothing is written into the folder a scan reads
     assert [case.display_path for case in summary.cases] == ["a.png", "sub dir/b.png"]
-    assert [case.overlay for case in summary.cases] == [
-        incoming / "a.png.lime.png",
-        incoming / "sub dir/b.png.lime.png",
-    ]
+    assert [case.overlay for case in summary.cases] == [review / "a.png.lime.png", review / "sub dir/b.png.lime.png"]
     assert [failure.display_path for failure in summary.failures] == ["broken.jpg"]
-    assert summary.index_path == incoming / "index.html"
+    assert summary.index_path == review / "index.html"
     for link in _links(summary.index_path):
-        assert (incoming / unquote(link)).is_file()
+        assert (review / unquote(link)).is_file()
     for case in summary.cases:
         assert 0.0 <= case.probability <= 1.0 and case.decision in ("tumor", "no_tumor")
         assert case.decision == ("tumor" if case.probability >= bundle.threshold else "no_tumor")
 
 
-def test_a_second_run_rewrites_the_same_bytes_and_skips_its_own_overlays(incoming: Path, bundle: ModelBundle) -> None:
+def test_a_second_run_rewrites_the_same_bytes(incoming: Path, bundle: ModelBundle) -> None:
     first = _explain(incoming, bundle)
-    before = _files(incoming)
+    before = _files(first.index_path.parent)
     second = _explain(incoming, bundle)
     assert [case.display_path for case in second.cases] == [case.display_path for case in first.cases]
-    assert _files(incoming) == before
+    assert _files(second.index_path.parent) == before
+
+
+def test_default_output_folder_is_never_inside_the_scanned_tree(tmp_path: Path) -> None:
+    incoming = tmp_path / "incoming"
+    (incoming / "one").mkdir(parents=True)
+    (incoming / "one" / "x.jpg").write_bytes(b"")
+    (incoming / "results.csv").write_text("path\n")
+    assert default_output_dir(incoming) == tmp_path / "incoming-review"
+    assert default_output_dir(incoming / "one" / "x.jpg") == incoming / "one-review"
+    assert default_output_dir(tmp_path / "results.csv", incoming) == tmp_path / "results-review"
+    with pytest.raises(ExplainError, match="inside the scanned folder"):
+        default_output_dir(incoming / "results.csv", incoming)
 
 
 def test_out_dir_mirrors_the_input_tree_and_leaves_the_input_alone(
@@ -123,7 +138,7 @@ def test_out_dir_mirrors_the_input_tree_and_leaves_the_input_alone(
     out = tmp_path / "review"
     summary = _explain(incoming, bundle, out_dir=out, method="gradcam")
     assert _files(incoming) == before
-    assert sorted(_files(out)) == ["a.png.gradcam.png", "index.html", "sub dir/b.png.gradcam.png"]
+    assert sorted(_files(out)) == [MARKER, "a.png.gradcam.png", "index.html", "sub dir/b.png.gradcam.png"]
     assert summary.index_path == out / "index.html" and summary.method == "gradcam"
 
 
@@ -155,6 +170,7 @@ def test_each_dicom_frame_gets_its_own_overlay(tmp_path: Path, bundle: ModelBund
     summary = _explain(tmp_path / "in", bundle, out_dir=tmp_path / "out")
     assert [case.display_path for case in summary.cases] == ["series/scan.dcm (frame 0)", "series/scan.dcm (frame 1)"]
     assert sorted(_files(tmp_path / "out")) == [
+        MARKER,
         "index.html",
         "series/scan.dcm.f0.lime.png",
         "series/scan.dcm.f1.lime.png",
@@ -164,7 +180,7 @@ def test_each_dicom_frame_gets_its_own_overlay(tmp_path: Path, bundle: ModelBund
 
 def test_overlay_path_naming() -> None:
     root = Path("/data/in")
-    assert overlay_path(root / "x" / "y.png", None, "lime", root=root, out_dir=None) == root / "x" / "y.png.lime.png"
+    assert overlay_path(root / "y.png", None, "lime", root=root, out_dir=Path("/o")) == Path("/o/y.png.lime.png")
     assert overlay_path(root / "x" / "y.dcm", 2, "gradcam", root=root, out_dir=Path("/o")) == Path(
         "/o/x/y.dcm.f2.gradcam.png"
     )
@@ -179,10 +195,11 @@ def test_two_workers_write_the_same_bytes_as_one(incoming: Path, tmp_path: Path,
 # --- never overwrite somebody else's file --------------------------------------------------------
 
 
-def test_a_user_file_at_the_overlay_path_is_kept(incoming: Path, bundle: ModelBundle) -> None:
-    theirs = incoming / "a.png.lime.png"
+def test_a_user_file_at_the_overlay_path_is_kept(incoming: Path, tmp_path: Path, bundle: ModelBundle) -> None:
+    theirs = tmp_path / "out" / "a.png.lime.png"
+    theirs.parent.mkdir()
     theirs.write_bytes(b"the user's own notes")
-    summary = _explain(incoming, bundle)
+    summary = _explain(incoming, bundle, out_dir=tmp_path / "out")
     assert theirs.read_bytes() == b"the user's own notes"
     assert any("not an overlay written by mriscan" in failure.reason for failure in summary.failures)
     assert [case.display_path for case in summary.cases] == ["sub dir/b.png"]
@@ -192,7 +209,7 @@ def test_a_foreign_index_stops_the_run_before_any_work(incoming: Path, bundle: M
     (incoming / "index.html").write_text("<html>somebody's page</html>")
     before = _files(incoming)
     with pytest.raises(OutputError, match="--out-dir"):
-        _explain(incoming, bundle)
+        _explain(incoming, bundle, out_dir=incoming)
     assert _files(incoming) == before
 
 
@@ -200,15 +217,19 @@ def test_a_foreign_index_stops_the_run_before_any_work(incoming: Path, bundle: M
 
 
 @pytest.fixture
-def scan_csv(incoming: Path, write_png, bundle: ModelBundle) -> Path:
+def scan_csv(incoming: Path, tmp_path: Path, write_png, bundle: ModelBundle) -> Path:
+    """A scan CSV of ``incoming`` kept in another folder, with its run record (as `mriscan scan` leaves it)."""
     write_png(incoming / "c.png", brain_like(5))
     rows = [
         _row("a.png", 0.45, True, "near_threshold;low_quality"),
         _row("sub dir/b.png", 0.9, True, "low_quality"),
-        _row("c.png", 0.51, False),
-        _row("broken.jpg", 0.0, False, error="could not decode"),
+        _row("c.png", 0.49, False),
+        _row("broken.jpg", 0.0, True, "unreadable", error="could not decode"),
     ]
-    return _write_csv(incoming / "scan.csv", rows, bundle.model_id)
+    csv_path = _write_csv(tmp_path / "reports" / "scan.csv", rows, bundle.model_id)
+    write_record(csv_path, ScanRecord(input_dir=str(incoming), model_dir=str(bundle.directory),
+                                      model_id=bundle.model_id, started="2026-12-03T02:00:00Z"))
+    return csv_path
 
 
 def test_csv_explains_flagged_rows_most_uncertain_first(scan_csv: Path, bundle: ModelBundle) -> None:
@@ -216,7 +237,7 @@ def test_csv_explains_flagged_rows_most_uncertain_first(scan_csv: Path, bundle: 
     assert [case.display_path for case in summary.cases] == ["a.png", "sub dir/b.png"]
     assert summary.cases[0].flag_reasons == ("near_threshold", "low_quality")
     assert summary.error_rows_skipped == 1 and not summary.failures
-    assert summary.index_path == scan_csv.parent / "index.html"
+    assert summary.index_path == scan_csv.parent / "scan-review" / "index.html"
 
 
 def test_csv_all_rows_and_limit(scan_csv: Path, tmp_path: Path, bundle: ModelBundle) -> None:
@@ -224,22 +245,33 @@ def test_csv_all_rows_and_limit(scan_csv: Path, tmp_path: Path, bundle: ModelBun
     assert [case.display_path for case in every.cases] == ["c.png", "a.png", "sub dir/b.png"]
     top = _explain(scan_csv, bundle, limit=1, out_dir=tmp_path / "top")
     assert [case.display_path for case in top.cases] == ["a.png"]
-    assert sorted(_files(tmp_path / "top")) == ["a.png.lime.png", "index.html"]
+    assert sorted(_files(tmp_path / "top")) == [MARKER, "a.png.lime.png", "index.html"]
 
 
-def test_csv_paths_are_relative_to_input_root(scan_csv: Path, tmp_path: Path, bundle: ModelBundle) -> None:
-    (tmp_path / "reports").mkdir()
-    moved = scan_csv.rename(tmp_path / "reports" / "scan.csv")
-    lost = _explain(moved, bundle, out_dir=tmp_path / "lost")
-    assert not lost.cases and len(lost.failures) == 2
-    found = _explain(moved, bundle, input_root=scan_csv.parent, out_dir=tmp_path / "found")
+def test_csv_paths_are_relative_to_the_recorded_input_folder(scan_csv: Path, tmp_path: Path,
+                                                             bundle: ModelBundle) -> None:
+    record_path(scan_csv).unlink()
+    with pytest.raises(ExplainError, match="--input-root"):
+        _explain(scan_csv, bundle, out_dir=tmp_path / "lost")
+    found = _explain(scan_csv, bundle, input_root=tmp_path / "incoming", out_dir=tmp_path / "found")
     assert [case.display_path for case in found.cases] == ["a.png", "sub dir/b.png"]
     assert (tmp_path / "found" / "sub dir" / "b.png.lime.png").is_file()
 
 
+def test_csv_rows_of_files_changed_since_the_scan_are_refused(scan_csv: Path, tmp_path: Path,
+                                                              bundle: ModelBundle, write_png) -> None:
+    rows = list(csv.DictReader(scan_csv.open(newline="", encoding="utf-8")))
+    scanned = {"a.png": file_sha256(tmp_path / "incoming" / "a.png"), "sub dir/b.png": "0" * 64}
+    _write_csv(scan_csv, [{**row, "sha256": scanned.get(row["path"], "")} for row in rows], bundle.model_id)
+    summary = _explain(scan_csv, bundle, out_dir=tmp_path / "out")
+    assert [case.display_path for case in summary.cases] == ["a.png"]
+    assert [(failure.display_path, "changed since the scan" in failure.reason) for failure in summary.failures] == [
+        ("sub dir/b.png", True)]
+
+
 def test_csv_rows_that_climb_out_of_the_input_root_are_refused(tmp_path: Path, bundle: ModelBundle) -> None:
     scan_csv = _write_csv(tmp_path / "in" / "scan.csv", [_row("../secret.png", 0.5, True)], bundle.model_id)
-    summary = _explain(scan_csv, bundle)
+    summary = _explain(scan_csv, bundle, input_root=tmp_path / "in", out_dir=tmp_path / "out")
     assert not summary.cases and summary.failures[0].display_path == "../secret.png"
 
 
@@ -256,14 +288,15 @@ def test_a_csv_that_is_not_a_scan_csv_is_refused(tmp_path: Path, bundle: ModelBu
         _explain(notes, bundle)
 
 
-def test_select_rows_orders_by_distance_to_the_threshold() -> None:
+def test_select_rows_takes_tumours_and_flagged_rows_most_uncertain_first() -> None:
     rows = [_row(name, probability, flagged) | {"threshold": "0.5"} for name, probability, flagged in
-            [("far", 0.99, True), ("near", 0.52, False), ("mid", 0.3, True), ("bad", 0.5, True)]]  # fmt: skip
-    rows[3]["error"] = "unreadable"
-    flagged, skipped = select_rows(rows, all_rows=False, limit=None)
-    assert [row["path"] for row in flagged] == ["mid", "far"] and skipped == 1
+            [("far", 0.99, True), ("tumour", 0.6, False), ("mid", 0.3, True), ("healthy", 0.48, False),
+             ("bad", 0.5, True)]]  # fmt: skip
+    rows[4]["error"] = "unreadable"
+    for_review, skipped = select_rows(rows, all_rows=False, limit=None)
+    assert [row["path"] for row in for_review] == ["tumour", "mid", "far"] and skipped == 1
     every, _ = select_rows(rows, all_rows=True, limit=2)
-    assert [row["path"] for row in every] == ["near", "mid"]
+    assert [row["path"] for row in every] == ["healthy", "tumour"]
 
 
 def test_a_real_scan_csv_can_be_explained(
@@ -271,7 +304,7 @@ def test_a_real_scan_csv_can_be_explained(
 ) -> None:
     options = ScanOptions(input_dir=incoming, out=tmp_path / "results.csv", workers=1)
     run_scan(options, bundle, prepare_output(options))
-    summary = _explain(tmp_path / "results.csv", bundle, all_rows=True, input_root=incoming, out_dir=tmp_path / "out")
+    summary = _explain(tmp_path / "results.csv", bundle, all_rows=True)  # the run record names the scanned folder
     assert sorted(case.display_path for case in summary.cases) == ["a.png", "sub dir/b.png"]
     assert summary.error_rows_skipped == 1 and not summary.failures
     with (tmp_path / "results.csv").open(newline="") as handle:

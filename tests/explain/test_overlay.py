@@ -16,10 +16,10 @@ from mriscan.explain.overlay import (
     background_note,
     blend_evidence,
     head_evidence,
-    is_mriscan_overlay,
     render_overlay,
     strongest_regions,
 )
+from mriscan.io.own_outputs import is_mriscan_overlay
 
 CAPTION = OverlayCaption(probability=0.8731, decision="tumor", threshold=0.5, model_id="0123456789abcdef0123")
 
@@ -100,13 +100,16 @@ def test_overlay_of_an_empty_explanation_still_renders() -> None:
 
 def test_only_our_pngs_count_as_overlays(tmp_path: Path) -> None:
     image, explanation = _lime_explanation()
-    ours = tmp_path / "ours.png"
+    ours = tmp_path / "ours.png.lime.png"
     ours.write_bytes(render_overlay(image, explanation, CAPTION))
-    theirs = tmp_path / "theirs.png"
+    theirs = tmp_path / "theirs.png.lime.png"
     Image.new("L", (8, 8)).save(theirs)
-    text = tmp_path / "text.png"
+    renamed = tmp_path / "ours.png"  # an overlay without an overlay's name is not taken for one
+    renamed.write_bytes(ours.read_bytes())
+    assert not is_mriscan_overlay(renamed)
+    text = tmp_path / "text.lime.png"
     text.write_text("not a picture")
     assert is_mriscan_overlay(ours)
     assert not is_mriscan_overlay(theirs)
     assert not is_mriscan_overlay(text)
-    assert not is_mriscan_overlay(tmp_path / "missing.png")
+    assert not is_mriscan_overlay(tmp_path / "missing.lime.png")
