@@ -69,7 +69,7 @@ class ExplainJob:
     source: Path
     display_path: str
     frame: int | None = None
-    flag_reasons: tuple[str, ...] = ()
+    flag_reasons: tuple[str, ...] | None = None  # a scan CSV row's flag codes; None for an image or folder
     sha256: str = ""  # for a scan CSV row: the bytes that were scanned; a changed file is refused
 
 
@@ -88,6 +88,7 @@ class _Plan:
 class _Explained:
     job: ExplainJob
     frame: int | None
+    original: np.ndarray  # the decoded pixels, shown beside the model input
     image: np.ndarray
     explanation: Explanation
 
@@ -359,7 +360,7 @@ def explain_job(job: ExplainJob, explainer: Explainer, config: PreprocessConfig)
         except ValueError as error:
             outcomes.append(FailedCase(job.display_path, f"cannot prepare the image: {error}"))
             continue
-        outcomes.append(_Explained(job, decoded.frame, image, explainer.explain(image)))
+        outcomes.append(_Explained(job, decoded.frame, decoded.pixels, image, explainer.explain(image)))
     return outcomes
 
 
@@ -397,15 +398,16 @@ def _write_case(explained: _Explained, bundle: ModelBundle, *, root: Path, out_d
     display = job.display_path if frame is None else f"{job.display_path} (frame {frame})"
     probability = float(bundle.predict(explained.image[np.newaxis])[0])
     decision = bundle.decide(probability)
-    caption = OverlayCaption(probability, decision, bundle.threshold, bundle.model_id)
+    caption = OverlayCaption(probability, decision, bundle.threshold, bundle.model_id, job.flag_reasons)
     path = overlay_path(job.source, frame, explained.explanation.method, root=root, out_dir=out_dir)
     if path.exists() and not is_mriscan_overlay(path):
         return FailedCase(display, f"{path} exists and is not an overlay written by mriscan; move it or use --out-dir")
     try:
-        _write_atomically(path, render_overlay(explained.image, explained.explanation, caption), what="overlay")
+        picture = render_overlay(explained.image, explained.explanation, caption, explained.original)
+        _write_atomically(path, picture, what="overlay")
     except OutputError as error:
         return FailedCase(display, str(error))
-    return ReviewCase(path, display, probability, decision, job.flag_reasons)
+    return ReviewCase(path, display, probability, decision, job.flag_reasons or (), job.source)
 
 
 def _write_atomically(path: Path, data: bytes, *, what: str) -> None:

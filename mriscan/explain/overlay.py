@@ -1,9 +1,10 @@
-"""Overlay pictures of explanations: the model input beside the evidence drawn over it.
+"""Overlay pictures of explanations: the original image, the model input, and the evidence drawn over it.
 
 Regions that push the prediction toward tumour are red, regions that push it away are blue,
 both alpha-blended over the grey slice in proportion to their weight, with outlines around the
-strongest regions. The title carries the probability, decision, threshold and model id, and
-nothing else: no file name and no DICOM attribute ever reaches the picture.
+strongest regions. The title carries the probability against the threshold (to as many digits as
+tell them apart), the decision, the flag reasons and the model id, and nothing else: no file name
+and no DICOM attribute ever reaches the picture.
 
 PNG bytes are deterministic (no software version or date chunk), so the same explanation always
 gives the same file. Each overlay carries a PNG text chunk marking it as mriscan's (see
@@ -43,12 +44,31 @@ class OverlayCaption:
     decision : ``"tumor"`` or ``"no_tumor"``, as in the scan CSV.
     threshold : the decision threshold.
     model_id : the model bundle's id (the first 12 characters are shown).
+    flag_reasons : the scan's flag codes for the image (empty: not flagged; None: not from a scan).
     """
 
     probability: float
     decision: str
     threshold: float
     model_id: str
+    flag_reasons: tuple[str, ...] | None = None
+
+
+def decision_line(probability: float, threshold: float, decision: str) -> str:
+    """The probability against the threshold, rounded alike, to as many digits as tell them apart.
+
+    Examples
+    --------
+    >>> decision_line(0.19930, 0.19939, "no_tumor")
+    'P(tumour) 0.1993 < threshold 0.1994: no_tumor'
+    >>> decision_line(0.87312, 0.5, "tumor")
+    'P(tumour) 0.873 ≥ threshold 0.500: tumor'
+    """
+    digits = 3
+    while digits < 8 and round(probability, digits) == round(threshold, digits) and probability != threshold:
+        digits += 1
+    side = "≥" if probability >= threshold else "<"
+    return f"P(tumour) {probability:.{digits}f} {side} threshold {threshold:.{digits}f}: {decision}"
 
 
 def blend_evidence(grey: np.ndarray, weights: np.ndarray) -> np.ndarray:
@@ -136,36 +156,51 @@ def strongest_regions(explanation: Explanation, count: int = 5) -> tuple[np.ndar
     return np.isin(segments, toward), np.isin(segments, away)
 
 
-def render_overlay(image: np.ndarray, explanation: Explanation, caption: OverlayCaption) -> bytes:
-    """Draw the model input beside its explanation and return the PNG bytes.
+def render_overlay(image: np.ndarray, explanation: Explanation, caption: OverlayCaption,
+                   original: np.ndarray | None = None) -> bytes:
+    """Draw the original image, the model input and its explanation; return the PNG bytes.
 
     Parameters
     ----------
     image : (S, S, 1) or (S, S) model input with values in [0, 1].
     explanation : the explanation of that input.
     caption : the prediction facts for the title.
+    original : the decoded image before preprocessing (grey, any size and dtype); None leaves
+        its panel out.
     """
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 
     grey = np.asarray(image, dtype=np.float64).reshape(explanation.weights.shape)
-    figure = Figure(figsize=(8.0, 4.6), dpi=_DPI)
+    panels = 2 if original is None else 3
+    figure = Figure(figsize=(4.0 * panels, 4.8), dpi=_DPI)
     FigureCanvasAgg(figure)
-    left, right = figure.subplots(1, 2)
-    figure.subplots_adjust(left=0.02, right=0.98, top=0.83, bottom=0.13, wspace=0.04)
+    axes = list(figure.subplots(1, panels))
+    figure.subplots_adjust(left=0.02, right=0.98, top=0.80, bottom=0.13, wspace=0.04)
+    if original is not None:
+        _show_original(axes.pop(0), original)
+    left, right = axes
     left.imshow(grey, cmap="gray", vmin=0.0, vmax=1.0, interpolation="nearest")
-    left.set_title("Model input", fontsize=10)
+    left.set_title(f"Model input ({grey.shape[1]} px)", fontsize=10)
     right.imshow(blend_evidence(grey, head_evidence(explanation)), interpolation="nearest")
     note = background_note(explanation)
     right.set_title(f"Evidence ({note})" if note else "Evidence", fontsize=10)
     _outline_strongest(right, explanation)
-    for axes in (left, right):
-        axes.set_axis_off()
+    for panel in figure.axes:
+        panel.set_axis_off()
     _add_legend(figure)
     _add_title(figure, caption, explanation.details)
     buffer = io.BytesIO()
     figure.savefig(buffer, format="png", dpi=_DPI, metadata={"Software": None, OVERLAY_MARKER_KEY: explanation.method})
     return buffer.getvalue()
+
+
+def _show_original(axes: Axes, original: np.ndarray) -> None:
+    """The image as decoded, its own grey range stretched to the screen (no crop, no resize)."""
+    pixels = np.asarray(original, dtype=np.float64)
+    low, high = float(pixels.min()), float(pixels.max())
+    axes.imshow(pixels, cmap="gray", vmin=low, vmax=high if high > low else low + 1, interpolation="antialiased")
+    axes.set_title(f"Original ({pixels.shape[1]}x{pixels.shape[0]} px)", fontsize=10)
 
 
 def _outline_strongest(axes: Axes, explanation: Explanation) -> None:
@@ -190,7 +225,19 @@ def _add_legend(figure: Figure) -> None:
 
 
 def _add_title(figure: Figure, caption: OverlayCaption, details: str) -> None:
-    headline = (
-        f"P(tumour) = {caption.probability:.3f}   decision: {caption.decision}   threshold {caption.threshold:.3f}"
-    )
-    figure.suptitle(f"{headline}\nmodel {caption.model_id[:12]}   {details}", fontsize=11)
+    figure.suptitle("\n".join(caption_lines(caption, details)), fontsize=11)
+
+
+def caption_lines(caption: OverlayCaption, details: str) -> list[str]:
+    """The lines of an overlay's title: the decision against the threshold, the flags (from a scan), the model.
+
+    Examples
+    --------
+    >>> caption_lines(OverlayCaption(0.3, "no_tumor", 0.5, "0123456789abcdef", ("near_threshold",)), "LIME")
+    ['P(tumour) 0.300 < threshold 0.500: no_tumor', 'flagged: near_threshold', 'model 0123456789ab   LIME']
+    """
+    lines = [decision_line(caption.probability, caption.threshold, caption.decision),
+             f"model {caption.model_id[:12]}   {details}"]
+    if caption.flag_reasons is not None:
+        lines.insert(1, "flagged: " + ", ".join(caption.flag_reasons) if caption.flag_reasons else "not flagged")
+    return lines

@@ -1,4 +1,8 @@
-"""The reviewer's ``index.html``: one page listing every explained case, linking to its overlay.
+"""The reviewer's ``index.html``: one page showing every explained case, linking to its overlay and source image.
+
+Each case is one section: the image's path, decision, P(tumour) and flags in a heading a reader
+can read, then the overlay at its full width (it holds the original image, the model input and
+the evidence, and its text is sized for that width; the page scales it down on a narrow window).
 
 The page is self-contained (inline CSS, no script, nothing fetched from a network) and uses
 relative links, so the output folder can be zipped, moved or opened from a share. Paths are
@@ -18,20 +22,19 @@ from mriscan.errors import OutputError
 
 INDEX_NAME = "index.html"
 _GENERATOR = '<meta name="generator" content="mriscan explain">'
-_THUMBNAIL_WIDTH = 400
 
 _STYLE = """
-body { font-family: system-ui, sans-serif; margin: 1.5em; color: #222; }
-h1 { font-size: 1.3em; margin-bottom: 0.2em; }
+body { font-family: system-ui, sans-serif; font-size: 17px; line-height: 1.4; margin: 1.5em; color: #222; }
+h1 { font-size: 1.4em; margin-bottom: 0.2em; }
 p.note { color: #555; margin-top: 0; }
-table { border-collapse: collapse; }
-th, td { border-bottom: 1px solid #ddd; padding: 6px 10px; text-align: left; vertical-align: middle; }
-th { background: #f3f3f3; position: sticky; top: 0; }
-td.path { font-family: ui-monospace, monospace; word-break: break-all; max-width: 28em; }
-td.number { font-variant-numeric: tabular-nums; }
+section.case { border-top: 2px solid #ccc; padding: 0.8em 0 1.4em; }
+h2 { font-size: 1.15em; margin: 0 0 0.3em; }
+.path { font-family: ui-monospace, monospace; word-break: break-all; }
+.number { font-variant-numeric: tabular-nums; }
 .tumor { color: #b2182b; font-weight: 600; }
-.no_tumor { color: #2166ac; }
-img { display: block; border: 1px solid #ccc; }
+.no_tumor { color: #2166ac; font-weight: 600; }
+p.links a { margin-right: 1.2em; }
+img { display: block; max-width: 100%; height: auto; border: 1px solid #ccc; }
 """.strip()
 
 
@@ -46,6 +49,7 @@ class ReviewCase:
     probability : the model's P(tumour).
     decision : ``"tumor"`` or ``"no_tumor"``.
     flag_reasons : the scan's flag codes, e.g. ``("near_threshold",)``; empty when unflagged.
+    source : the image file itself (the page links to it); None: no link.
     """
 
     overlay: Path
@@ -53,6 +57,7 @@ class ReviewCase:
     probability: float
     decision: str
     flag_reasons: tuple[str, ...] = ()
+    source: Path | None = None
 
 
 @dataclass(frozen=True)
@@ -77,7 +82,7 @@ def relative_link(target: Path, from_dir: Path) -> str:
 
 def render_index(cases: Sequence[ReviewCase], failures: Sequence[FailedCase], *, index_dir: Path, title: str) -> str:
     """Return the HTML of the review page for ``cases``, linking relative to ``index_dir``."""
-    rows = "\n".join(_case_row(case, index_dir) for case in cases)
+    sections = "\n".join(_case_section(case, index_dir) for case in cases)
     summary = f"{len(cases)} explained, {len(failures)} not explained."
     parts = [
         "<!DOCTYPE html>",
@@ -87,10 +92,7 @@ def render_index(cases: Sequence[ReviewCase], failures: Sequence[FailedCase], *,
         f"<style>\n{_STYLE}\n</style></head><body>",
         f"<h1>{html.escape(title)}</h1>",
         f'<p class="note">{summary} Research and triage aid, not a diagnostic device.</p>',
-        "<table><thead><tr><th>Overlay</th><th>Image</th><th>P(tumour)</th><th>Decision</th>"
-        "<th>Flags</th></tr></thead><tbody>",
-        rows,
-        "</tbody></table>",
+        sections,
         _failure_list(failures),
         "</body></html>",
         "",
@@ -98,19 +100,21 @@ def render_index(cases: Sequence[ReviewCase], failures: Sequence[FailedCase], *,
     return "\n".join(parts)
 
 
-def _case_row(case: ReviewCase, index_dir: Path) -> str:
-    link = html.escape(relative_link(case.overlay, index_dir), quote=True)
+def _case_section(case: ReviewCase, index_dir: Path) -> str:
+    overlay = html.escape(relative_link(case.overlay, index_dir), quote=True)
     path = html.escape(case.display_path)
     decision = html.escape(case.decision)
-    flags = html.escape(", ".join(case.flag_reasons)) or "&ndash;"
-    thumbnail = (
-        f'<img src="{link}" width="{_THUMBNAIL_WIDTH}" alt="overlay of {html.escape(case.display_path, quote=True)}">'
-    )
+    flags = html.escape(", ".join(case.flag_reasons)) or "not flagged"
+    links = [f'<a href="{overlay}">Open the overlay</a>']
+    if case.source is not None:
+        source = html.escape(relative_link(case.source, index_dir), quote=True)
+        links.append(f'<a href="{source}">Open the source image</a>')
     return (
-        f'<tr><td><a href="{link}">{thumbnail}</a></td>'
-        f'<td class="path"><a href="{link}">{path}</a></td>'
-        f'<td class="number">{case.probability:.3f}</td>'
-        f'<td class="{decision}">{decision}</td><td>{flags}</td></tr>'
+        f'<section class="case"><h2><span class="path">{path}</span></h2>'
+        f'<p><span class="{decision}">{decision}</span> &middot; P(tumour) <span class="number">'
+        f"{case.probability:.3f}</span> &middot; flags: {flags}</p>"
+        f'<p class="links">{" ".join(links)}</p>'
+        f'<img src="{overlay}" alt="overlay of {html.escape(case.display_path, quote=True)}"></section>'
     )
 
 

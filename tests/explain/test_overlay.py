@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -15,6 +16,8 @@ from mriscan.explain.overlay import (
     OverlayCaption,
     background_note,
     blend_evidence,
+    caption_lines,
+    decision_line,
     head_evidence,
     render_overlay,
     strongest_regions,
@@ -79,7 +82,7 @@ def test_overlay_bytes_are_deterministic_marked_and_free_of_software_versions() 
     assert png.startswith(b"\x89PNG\r\n\x1a\n")
     assert b"matplotlib" not in png.lower() and b"Software" not in png
     with Image.open(io.BytesIO(png)) as picture:
-        assert picture.size == (800, 460)
+        assert picture.size == (800, 480)
         assert picture.text.get("mriscan-overlay") == "lime"
 
 
@@ -113,3 +116,24 @@ def test_only_our_pngs_count_as_overlays(tmp_path: Path) -> None:
     assert not is_mriscan_overlay(theirs)
     assert not is_mriscan_overlay(text)
     assert not is_mriscan_overlay(tmp_path / "missing.lime.png")
+
+
+def test_the_decision_line_tells_probability_and_threshold_apart() -> None:
+    assert decision_line(0.19930, 0.19939, "no_tumor") == "P(tumour) 0.1993 < threshold 0.1994: no_tumor"
+    assert decision_line(0.199388, 0.199388, "tumor") == "P(tumour) 0.199 ≥ threshold 0.199: tumor"
+    assert decision_line(0.1993881, 0.1993880, "tumor") == "P(tumour) 0.1993881 ≥ threshold 0.1993880: tumor"
+
+
+def test_the_title_names_the_flags_of_a_scanned_image_only() -> None:
+    flagged = replace(CAPTION, flag_reasons=("low_quality", "unusual_input"))
+    assert caption_lines(flagged, "LIME")[1] == "flagged: low_quality, unusual_input"
+    assert caption_lines(replace(CAPTION, flag_reasons=()), "LIME")[1] == "not flagged"
+    assert len(caption_lines(CAPTION, "LIME")) == 2
+
+
+def test_the_original_image_is_shown_beside_the_model_input() -> None:
+    image, explanation = _lime_explanation()
+    original = np.zeros((300, 220), np.uint16)
+    with Image.open(io.BytesIO(render_overlay(image, explanation, CAPTION))) as two:
+        with Image.open(io.BytesIO(render_overlay(image, explanation, CAPTION, original))) as three:
+            assert three.width == two.width * 3 // 2 and three.height == two.height
