@@ -447,11 +447,11 @@ def promote(new_model: Path, current_model: Path, data_dirs: tuple[Path, ...], p
     """
     from mriscan.evaluation.compare import comparison_table
     from mriscan.evaluation.evaluate import LabelledData
-    from mriscan.evaluation.promote import promote_model
+    from mriscan.evaluation.promote import models_legend, promote_model
 
     data = LabelledData(dirs=data_dirs, positive=positive, negative=negative, workers=workers)
     promotion = promote_model(new_model, current_model, data, seed=seed, resamples=resamples)
-    click.echo(f"A = current {current_model}, B = new {new_model}\n{comparison_table(promotion.comparison)}")
+    click.echo(f"{models_legend(current_model, new_model)}\n{comparison_table(promotion.comparison)}")
     click.echo(f"promoted {new_model} (model_id {promotion.card.model_id[:12]}) to {current_model}; "
                f"the replaced model is kept as {promotion.kept_as}")
 

@@ -97,7 +97,8 @@ def write_comparison_report(comparison: Comparison, out_dir: Path, *, overwrite:
     def write(folder: Path) -> None:
         write_json(folder / "metrics.json", comparison_json(comparison))
         (folder / "report.md").write_text(comparison_markdown(comparison), encoding="utf-8")
-        plot_roc({"A": (labels, probability_a), "B": (labels, probability_b)}, folder / "roc_curves.png")
+        plot_roc({"A": (labels, probability_a), "B": (labels, probability_b)}, folder / "roc_curves.png",
+                 {"A": comparison.model_a["threshold"], "B": comparison.model_b["threshold"]})
         _write_disagreements(comparison, folder / "disagreements.csv")
 
     write_folder_atomically(out_dir, write, overwrite=overwrite, kind="report")

@@ -91,6 +91,18 @@ def decide(sensitivity_current: float, sensitivity_new: float, tumours: McnemarR
     return PromotionDecision(accepted=not reasons, reasons=tuple(reasons))
 
 
+def models_legend(current_dir: Path, new_dir: Path) -> str:
+    """What A and B stand for in promote's table, whatever the folders are called.
+
+    Examples
+    --------
+    >>> print(models_legend(Path("models/current"), Path("models/new")))
+    A: the model in service (models/current)
+    B: the new model (models/new)
+    """
+    return f"A: the model in service ({current_dir})\nB: the new model ({new_dir})"
+
+
 def promote_model(new_dir: Path, current_dir: Path, data: LabelledData, *, rule: PromotionRule = PromotionRule(),
                   seed: int = 2021, resamples: int = 1000) -> Promotion:
     """Compare NEW with CURRENT on ``data`` and, if the rule holds, put NEW in CURRENT's place.
@@ -112,7 +124,7 @@ def promote_model(new_dir: Path, current_dir: Path, data: LabelledData, *, rule:
         raise PromotionRefused(
             f"kept {current_dir}; {new_dir} was not promoted because\n"
             + "".join(f"  - {reason}\n" for reason in decision.reasons)
-            + f"\nA = current {current_dir}, B = new {new_dir}\n{comparison_table(comparison)}\n\n"
+            + f"\n{models_legend(current_dir, new_dir)}\n{comparison_table(comparison)}\n\n"
             + f"Rule: {rule.describe()}"
         )
     kept_as = current.directory.with_name(_version_name(current))

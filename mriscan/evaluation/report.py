@@ -79,7 +79,8 @@ def write_evaluation_report(evaluation: Evaluation, out_dir: Path, *, overwrite:
     def write(folder: Path) -> None:
         write_json(folder / "metrics.json", evaluation_json(evaluation))
         (folder / "report.md").write_text(evaluation_markdown(evaluation), encoding="utf-8")
-        plot_roc({"this model": (evaluation.labels, evaluation.probability)}, folder / "roc_curve.png")
+        plot_roc({"this model": (evaluation.labels, evaluation.probability)}, folder / "roc_curve.png",
+                 {"this model": evaluation.model["threshold"]})
         plot_confusion_matrix(evaluation.metrics["confusion_matrix"],
                               f"threshold {evaluation.model['threshold']:.3g}", folder / "confusion_matrix.png")
         plot_reliability(evaluation.reliability, folder / "reliability_diagram.png")

@@ -436,4 +436,5 @@ def _write_metrics_and_plots(folder: Path, card: ModelCard, history: dict, evalu
     (folder / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n", encoding="utf-8")
     plot_training_curves(history, folder / "training_curves.png")
     plot_confusion_matrix(card.metrics["test"]["confusion_matrix"], "test split", folder / "confusion_matrix.png")
-    plot_roc(evaluation["curves"], folder / "roc_curve.png")
+    threshold = evaluation["thresholds"].threshold
+    plot_roc(evaluation["curves"], folder / "roc_curve.png", {name: threshold for name in evaluation["curves"]})

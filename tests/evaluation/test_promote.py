@@ -13,7 +13,7 @@ from conftest import save_seed_bundle
 
 from mriscan.cli import EXIT_FATAL, EXIT_OK, cli
 from mriscan.evaluation.paired_tests import DelongResult, McnemarResult
-from mriscan.evaluation.promote import PromotionRule, decide
+from mriscan.evaluation.promote import PromotionRule, decide, models_legend
 from mriscan.model.bundle import load_bundle
 
 NOT_WORSE = McnemarResult(only_a_correct=1, only_b_correct=1, p_two_sided=1.0, p_b_worse=0.75, method="exact")
@@ -51,7 +51,7 @@ def test_a_model_that_calls_everything_a_tumour_is_refused(trained_bundle, holdo
     useless = _constant_bundle(tmp_path / "everything_tumour", threshold=0.5)  # sensitivity 1.0, AUROC 0.5
     result = _promote(useless, current, holdout_folder)
     assert result.exit_code == EXIT_FATAL, result.output
-    reasons = result.output.split("not promoted because")[1].split("A = current")[0]
+    reasons = result.output.split("not promoted because")[1].split("A: the model in service")[0]
     assert "DeLong" in reasons and "sensitivity" not in reasons
     assert load_bundle(current).model_id == load_bundle(trained_bundle).model_id
     assert sorted(p.name for p in tmp_path.iterdir()) == ["everything_tumour", "production"]
@@ -120,3 +120,10 @@ def test_init_from_continues_training_without_copies_of_the_excluded_folder(trai
                                          "sha256": lineage["excluded_dirs"][0]["sha256"]}]
     assert lineage["data_fingerprints"][0]["files"] == 63 and card["data"]["images_used"] == 60
     assert lineage["data_fingerprints"][0]["sha256"] != parent.card.lineage["data_fingerprints"][0]["sha256"]
+
+
+def test_the_table_legend_reads_well_whatever_the_folders_are_called():
+    legend = models_legend(Path("/opt/mriscan/models/current"), Path("/opt/mriscan/models/new"))
+    assert legend == ("A: the model in service (/opt/mriscan/models/current)\n"
+                      "B: the new model (/opt/mriscan/models/new)")
+    assert "current current" not in legend
