@@ -18,7 +18,7 @@ import pytest
 from click.testing import CliRunner
 from conftest import REPO, brain_like, save_seed_bundle
 
-from mriscan.cli import EXIT_FATAL, EXIT_NO_INPUT, EXIT_OK, EXIT_UNREADABLE, cli
+from mriscan.cli import EXIT_FATAL, EXIT_INTERRUPTED, EXIT_NO_INPUT, EXIT_OK, EXIT_UNREADABLE, cli
 from mriscan.io.own_outputs import OUTPUT_FOLDER_MARKER
 
 SAMPLE_INCOMING = REPO / "sample_data" / "incoming"
@@ -184,3 +184,17 @@ def test_the_readme_nightly_script_runs_the_whole_chain(incoming: Path, tmp_path
     empty = subprocess.run(["sh", str(script)], env={**env, "NIGHT": str(tmp_path / "var" / "next")},
                            capture_output=True, text=True, timeout=300, stdin=subprocess.DEVNULL)
     assert empty.returncode == EXIT_NO_INPUT and "nothing to scan" in empty.stdout
+
+
+def test_an_interrupted_scan_says_how_to_resume(incoming: Path, tmp_path: Path, tiny_bundle: Path,
+                                                monkeypatch: pytest.MonkeyPatch) -> None:
+    import mriscan.scan.pipeline
+
+    def interrupted(*args: object, **kwargs: object) -> None:
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(mriscan.scan.pipeline, "run_scan", interrupted)
+    result = _run("scan", incoming, "--out", tmp_path / "r.csv", "--model", tiny_bundle)
+    assert result.exit_code == EXIT_INTERRUPTED
+    assert "interrupted" in result.output and "--resume to continue" in result.output
+    assert "Aborted" not in result.output
