@@ -198,3 +198,27 @@ def test_an_interrupted_scan_says_how_to_resume(incoming: Path, tmp_path: Path, 
     assert result.exit_code == EXIT_INTERRUPTED
     assert "interrupted" in result.output and "--resume to continue" in result.output
     assert "Aborted" not in result.output
+
+
+def test_quiet_keeps_library_warnings_off_the_terminal_and_in_the_row(tmp_path: Path, tiny_bundle: Path,
+                                                                       capfd: pytest.CaptureFixture) -> None:
+    import cv2
+
+    encoded = cv2.imencode(".jpg", brain_like(3))[1].tobytes()
+    incoming = tmp_path / "incoming"
+    incoming.mkdir()
+    (incoming / "extraneous.jpg").write_bytes(encoded[:-2] + bytes(16) + encoded[-2:])  # libjpeg complains
+    capfd.readouterr()
+    result = _run("scan", incoming, "--out", tmp_path / "r.csv", "--model", tiny_bundle, "--workers", "1", "--quiet")
+    captured = capfd.readouterr()
+    assert result.exit_code == EXIT_OK and result.output == "" and captured.err == "" and captured.out == ""
+    [row] = _rows(tmp_path / "r.csv")
+    assert "decoded_with_warnings" in row["flag_reason"] and row["flagged"] == "true"
+    assert "decoder: Corrupt JPEG data" in row["flag_detail"] and "extraneous bytes" in row["flag_detail"]
+
+
+def test_pydicom_warnings_lose_their_quoted_values() -> None:
+    from mriscan.io.decoder_messages import python_warning_text
+
+    text = python_warning_text(UserWarning("Invalid value for VR PN: 'Doe^Jane' (0010,0010)"))
+    assert "Doe" not in text and "(0010,0010)" in text

@@ -18,9 +18,11 @@ from __future__ import annotations
 
 import os
 import stat
+from dataclasses import replace
 from pathlib import Path
 
 from mriscan.errors import ImageTooLargeError, UnreadableImageError
+from mriscan.io.decoder_messages import decoder_messages
 from mriscan.io.dicom import decode_dicom
 from mriscan.io.image import REEXPORT, DecodedImage, Refusal
 from mriscan.io.raster import decode_raster
@@ -105,7 +107,9 @@ def decode_bytes(
     (200, 320)
     """
     try:
-        return _decode(bytes(data), max_pixels, least_side)
+        with decoder_messages() as messages:  # libjpeg's and pydicom's warnings: the image's, not the terminal's
+            images = _decode(bytes(data), max_pixels, least_side)
+        return [replace(image, warnings=(*image.warnings, *messages)) for image in images] if messages else images
     except Refusal as refusal:
         error_type = ImageTooLargeError if refusal.too_large else UnreadableImageError
         raise error_type(f"Cannot read {name}: {refusal.problem}. {refusal.action}") from refusal
