@@ -109,7 +109,8 @@ def decode_bytes(
     try:
         with decoder_messages() as messages:  # libjpeg's and pydicom's warnings: the image's, not the terminal's
             images = _decode(bytes(data), max_pixels, least_side)
-        return [replace(image, warnings=(*image.warnings, *messages)) for image in images] if messages else images
+        # A warning the reader already gave (e.g. a recovered truncation) says what libjpeg would repeat.
+        return [image if image.warnings else replace(image, warnings=tuple(messages)) for image in images]
     except Refusal as refusal:
         error_type = ImageTooLargeError if refusal.too_large else UnreadableImageError
         raise error_type(f"Cannot read {name}: {refusal.problem}. {refusal.action}") from refusal
