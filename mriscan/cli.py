@@ -84,6 +84,10 @@ _SCHEDULER = click.option("--scheduler", default=None, metavar="ADDRESS",
                           help="Run the work on the Dask cluster of this scheduler (e.g. tcp://10.0.0.5:8786) "
                                "instead of --workers; needs pip install 'mriscan[dask]'. Workers must read the "
                                "input files at the same paths.")
+_VOLUME_PLANES = click.option("--planes", type=click.Choice(["acquisition", "axial", "coronal", "sagittal", "all"]),
+                       default="acquisition", show_default=True,
+                       help="Planes NIfTI volumes are cut in; acquisition: the one with the finest in-plane "
+                            "resolution.")
 _MODEL = click.option("--model", "model_dir", type=click.Path(file_okay=False, path_type=Path), default=None,
                       help="Model bundle folder (default: the shipped model in models/default).")
 _DATA_DIRS = click.argument("data_dirs", nargs=-1, required=True,
@@ -204,17 +208,22 @@ def fit(data_dirs: tuple[Path, ...], out_dir: Path, epochs: int, batch_size: int
 @click.option("--resume", is_flag=True, help="Continue an earlier or interrupted run into the same CSV.")
 @click.option("--overwrite", is_flag=True, help="Replace an existing CSV.")
 @click.option("--dicom-uids", is_flag=True, help="Add Study/Series/SOP Instance UID columns (no patient data).")
+@click.option("--studies", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="Also write one row per NIfTI volume and per DICOM study to this CSV (adds the UID columns).")
+@_VOLUME_PLANES
 @click.option("--max-pixels", type=click.IntRange(1), default=50_000_000, show_default=True,
-              help="Refuse images declaring more pixels than this (decompression-bomb guard).")
+              help="Refuse images declaring more pixels (volumes: voxels) than this (decompression-bomb guard).")
 @click.option("--allow-empty", is_flag=True,
               help="An INPUT_DIR without images is a normal night: write an empty CSV and exit 0 (default: exit 4).")
 @click.option("--quiet", is_flag=True, help="Print nothing but errors and the model's quality warnings.")
 @_SCHEDULER
 def scan(input_dir: Path, out: Path, model_dir: Path | None, workers: int, resume: bool, overwrite: bool,
-         dicom_uids: bool, max_pixels: int, allow_empty: bool, quiet: bool, scheduler: str | None) -> None:
-    """Classify every image under INPUT_DIR (recursive) and write one CSV row per file.
+         dicom_uids: bool, studies: Path | None, planes: str, max_pixels: int, allow_empty: bool, quiet: bool,
+         scheduler: str | None) -> None:
+    """Classify every image under INPUT_DIR (recursive) and write one CSV row per file, frame or slice.
 
-    Candidates: .jpg .jpeg .png .bmp .tif .tiff (any case) and DICOM (.dcm or the DICM marker);
+    Candidates: .jpg .jpeg .png .bmp .tif .tiff (any case), DICOM (.dcm or the DICM marker) and NIfTI
+    volumes (.nii, .nii.gz or the NIfTI magic);
     mriscan's own overlays and output folders are skipped.
     """
     if resume and overwrite:
@@ -225,7 +234,7 @@ def scan(input_dir: Path, out: Path, model_dir: Path | None, workers: int, resum
 
     options = ScanOptions(input_dir=input_dir, out=out, workers=workers, resume=resume, overwrite=overwrite,
                           dicom_uids=dicom_uids, max_pixels=max_pixels, scheduler=scheduler,
-                          allow_empty=allow_empty)
+                          allow_empty=allow_empty, planes=planes, studies=studies)
     try:
         writer = prepare_output(options)
         try:
@@ -247,7 +256,7 @@ def scan(input_dir: Path, out: Path, model_dir: Path | None, workers: int, resum
                    f"{out}.partial. Run the same command with --resume to continue.", err=True)
         sys.exit(EXIT_INTERRUPTED)
     if not quiet:
-        print_scan_summary(summary, out)
+        print_scan_summary(summary, out, studies)
     sys.exit(EXIT_UNREADABLE if summary.unreadable else EXIT_OK)
 
 

@@ -120,12 +120,13 @@ def print_fit_summary(card: ModelCard, out_dir: Path) -> None:
                   f"review threshold {card.review_threshold:.4g}; {training['seconds']:.0f} s")
 
 
-def print_scan_summary(summary: Any, out: Path) -> None:
+def print_scan_summary(summary: Any, out: Path, studies: Path | None = None) -> None:
     """The closing line of a scan: always one plain line, so cron logs can be grepped."""
+    study_text = f", {summary.studies} studies -> {studies}" if studies is not None else ""
     print(
         f"scanned {summary.scanned}, tumor {summary.tumor}, flagged {summary.flagged}, "
         f"unreadable {summary.unreadable}, skipped (resume) {summary.skipped} in {summary.seconds:.1f} s "
-        f"({summary.files_per_second:.1f} files/s) -> {out}",
+        f"({summary.files_per_second:.1f} files/s) -> {out}{study_text}",
         file=sys.stderr, flush=True,
     )
 

@@ -218,3 +218,29 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     for item in items:
         if SLOW_FIXTURES & set(getattr(item, "fixturenames", ())):
             item.add_marker(pytest.mark.slow)
+
+
+def nifti_bytes(data: np.ndarray, affine: np.ndarray | None = None, *, gz: bool = False, version: int = 1,
+                slope: float | None = None, inter: float | None = None) -> bytes:
+    """The bytes of a single-file NIfTI volume holding ``data`` as stored (slope and intercept in the header)."""
+    import gzip
+
+    import nibabel as nib
+
+    image_type = nib.Nifti1Image if version == 1 else nib.Nifti2Image
+    image = image_type(data, np.eye(4) if affine is None else affine)
+    image.header.set_data_dtype(data.dtype)
+    if slope is not None:
+        image.header.set_slope_inter(slope, inter)
+    raw = image.to_bytes()
+    return gzip.compress(raw, mtime=0) if gz else raw
+
+
+def head_volume(seed: int, slices: int = 8, lesion: bool = False) -> np.ndarray:
+    """A uint16 RAS+ volume of ``brain_like`` axial slices (x, y, z), air above and below the head."""
+    volume = np.zeros((160, 180, slices + 2), np.uint16)
+    for index in range(slices):
+        # brain_like is a displayed slice (rows anterior to posterior, columns right to left): back to RAS.
+        shown = brain_like(seed * 100 + index, lesion=lesion and slices // 3 <= index < 2 * slices // 3)
+        volume[:, :, index + 1] = shown[::-1, ::-1].T.astype(np.uint16) * 4
+    return volume

@@ -20,6 +20,7 @@ from mriscan.data.quality import input_statistics, low_quality_reasons
 from mriscan.errors import MriscanError
 from mriscan.execution.base import DEFAULT_CHUNK_SIZE, chunked
 from mriscan.execution.executor import choose_executor
+from mriscan.io.dicom import read_dicom_uids
 from mriscan.io.hashing import bytes_sha256, file_sha256
 from mriscan.io.image import DecodedImage
 from mriscan.io.reader import DEFAULT_MAX_PIXELS, decode_bytes, read_file_bytes
@@ -27,11 +28,17 @@ from mriscan.io.reader import DEFAULT_MAX_PIXELS, decode_bytes, read_file_bytes
 
 @dataclass(frozen=True)
 class LoadedImage:
-    """One image (one frame of a multi-frame DICOM) ready for the model, or the reason it is not."""
+    """One image (one frame of a multi-frame DICOM, one slice of a volume) ready for the model, or the reason it is not.
+
+    ``outside_head`` marks a slice of a volume that barely cuts the head (its reason is among
+    ``low_quality``): scan reports it, fit does not train on it.
+    """
 
     path: Path
     sha256: str
     frame: int | None = None
+    plane: str | None = None
+    outside_head: bool = False
     model_input: np.ndarray | None = None
     low_quality: tuple[str, ...] = ()
     warnings: tuple[str, ...] = ()
@@ -45,6 +52,17 @@ class LoadedImage:
         """True when the image was decoded and preprocessed."""
         return self.model_input is not None
 
+    @property
+    def image_key(self) -> str:
+        """The file's sha256, with the plane and frame for one frame or slice of a file that holds several.
+
+        Frames of one file share its sha256; this key tells them apart, so that exact-copy detection
+        (fit, dedup) does not take the slices of a volume for copies of each other.
+        """
+        if self.frame is None:
+            return self.sha256
+        return f"{self.sha256}:{self.plane or 'frame'}:{self.frame}"
+
 
 def _sha256_or_empty(path: Path) -> str:
     # Only regular files: reading a named pipe with an image name would block the batch.
@@ -57,18 +75,23 @@ def _sha256_or_empty(path: Path) -> str:
 
 
 def load_file(
-    path: Path, config: PreprocessConfig, max_pixels: int = DEFAULT_MAX_PIXELS
+    path: Path, config: PreprocessConfig, max_pixels: int = DEFAULT_MAX_PIXELS, planes: str = "acquisition"
 ) -> list[LoadedImage]:
-    """Decode and preprocess one file; errors become a single record with ``error`` set."""
+    """Decode and preprocess one file (a volume once, into its slices in ``planes``).
+
+    Errors become a single record with ``error`` set; an unreadable DICOM file keeps its UIDs when its
+    header can be read, so that its study knows it lost a slice.
+    """
     try:
         data = read_file_bytes(path, max_pixels)
     except MriscanError as error:
         return [LoadedImage(path=path, sha256=_sha256_or_empty(path), error=str(error))]
     sha256 = bytes_sha256(data)  # the bytes that are decoded, read once
     try:
-        decoded = decode_bytes(data, max_pixels=max_pixels, name=str(path), least_side=config.decode_least_side)
+        decoded = decode_bytes(data, max_pixels=max_pixels, name=str(path), least_side=config.decode_least_side,
+                               planes=planes)
     except MriscanError as error:
-        return [LoadedImage(path=path, sha256=sha256, error=str(error))]
+        return [LoadedImage(path=path, sha256=sha256, error=str(error), dicom_uids=dict(read_dicom_uids(data)))]
     return [_load_frame(path, sha256, image, config) for image in decoded]
 
 
@@ -77,13 +100,17 @@ def _load_frame(path: Path, sha256: str, image: DecodedImage, config: Preprocess
     try:
         model_input = preprocess(image.pixels, config)
     except (ValueError, MriscanError) as error:
-        return LoadedImage(path=path, sha256=sha256, frame=image.frame, error=str(error))
+        return LoadedImage(path=path, sha256=sha256, frame=image.frame, plane=image.plane, error=str(error),
+                           dicom_uids=dict(image.dicom_uids))
+    outside_head = (image.outside_head,) if image.outside_head else ()
     return LoadedImage(
         path=path,
         sha256=sha256,
         frame=image.frame,
+        plane=image.plane,
+        outside_head=bool(image.outside_head),
         model_input=model_input,
-        low_quality=tuple(low_quality_reasons(image.pixels)),
+        low_quality=outside_head + tuple(low_quality_reasons(image.pixels)),
         warnings=tuple(image.warnings),
         had_colour=image.had_colour,
         statistics=input_statistics(image.pixels, model_input),
@@ -91,9 +118,11 @@ def _load_frame(path: Path, sha256: str, image: DecodedImage, config: Preprocess
     )
 
 
-def load_chunk(paths: Sequence[Path], config: PreprocessConfig, max_pixels: int) -> list[LoadedImage]:
+def load_chunk(
+    paths: Sequence[Path], config: PreprocessConfig, max_pixels: int, planes: str = "acquisition"
+) -> list[LoadedImage]:
     """The records of a chunk of files, in order (one task of a worker, local or on a cluster)."""
-    return [record for path in paths for record in load_file(path, config, max_pixels)]
+    return [record for path in paths for record in load_file(path, config, max_pixels, planes)]
 
 
 def iter_loaded_chunks(
@@ -103,6 +132,7 @@ def iter_loaded_chunks(
     workers: int = -1,
     chunk_size: int = DEFAULT_CHUNK_SIZE,
     max_pixels: int = DEFAULT_MAX_PIXELS,
+    planes: str = "acquisition",
 ) -> Iterator[list[LoadedImage]]:
     """Load files in parallel and yield their records chunk by chunk, in input order.
 
@@ -113,10 +143,12 @@ def iter_loaded_chunks(
     workers : worker processes, counted as joblib's ``n_jobs`` (-1 = all cores, 1 = in this process).
     chunk_size : files per task; also the granularity of streaming.
     max_pixels : decompression-bomb limit passed to the decoder.
+    planes : the planes volumes are cut in (:data:`mriscan.io.nifti.PLANE_CHOICES`).
     """
     chunks = chunked(paths, chunk_size)
     with choose_executor(workers, chunks=len(chunks)) as executor:
-        yield from executor.map_ordered(partial(load_chunk, config=config, max_pixels=max_pixels), chunks)
+        yield from executor.map_ordered(partial(load_chunk, config=config, max_pixels=max_pixels, planes=planes),
+                                       chunks)
 
 
 def load_all(
@@ -126,10 +158,11 @@ def load_all(
     workers: int = -1,
     chunk_size: int = DEFAULT_CHUNK_SIZE,
     on_chunk: Callable[[int], None] | None = None,
+    planes: str = "acquisition",
 ) -> list[LoadedImage]:
     """Load every file into memory (for training); ``on_chunk(files_done)`` reports progress."""
     records: list[LoadedImage] = []
-    for chunk in iter_loaded_chunks(paths, config, workers=workers, chunk_size=chunk_size):
+    for chunk in iter_loaded_chunks(paths, config, workers=workers, chunk_size=chunk_size, planes=planes):
         records.extend(chunk)
         if on_chunk is not None:
             on_chunk(len({record.path for record in chunk}))

@@ -37,6 +37,24 @@ def decode_dicom(data: bytes, max_pixels: int, has_marker: bool) -> list[Decoded
     return [_dicom_frame(frame, dataset, index if frames > 1 else None, uids) for index, frame in enumerate(stored)]
 
 
+def read_dicom_uids(data: bytes) -> Mapping[str, str]:
+    """The Study, Series and SOP Instance UIDs of a Part 10 DICOM file, even one whose image cannot be decoded.
+
+    Best effort: only these three elements are parsed (nothing that identifies the patient), and a file
+    without the ``DICM`` marker, or whose header is damaged, gives an empty mapping. An unreadable slice
+    can so still be counted in its study.
+    """
+    import pydicom
+
+    if data[128:132] != b"DICM":
+        return {}
+    try:
+        dataset = pydicom.dcmread(io.BytesIO(data), stop_before_pixels=True, specific_tags=list(_UID_KEYWORDS))
+        return dict(_dicom_uids(dataset))
+    except Exception:  # pydicom raises many types on damaged input
+        return {}
+
+
 def _read_dicom_dataset(data: bytes, has_marker: bool) -> Dataset:
     """Parse a DICOM data set that holds pixel data; say plainly when the content is not one."""
     import pydicom

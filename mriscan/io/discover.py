@@ -1,8 +1,9 @@
 """Which files under a folder are candidate images.
 
-A file is a candidate when its extension is a known image or DICOM extension (in any case), or
-when it carries the DICOM Part 10 marker ``DICM`` at byte 128 whatever its name (scanners and
-PACS exports often write extension-less files). Candidates are only *candidates*: a damaged,
+A file is a candidate when its extension is a known image, DICOM or NIfTI extension (``.nii``,
+``.nii.gz``; in any case), or when it carries the DICOM Part 10 marker ``DICM`` at byte 128 or the
+NIfTI-1/2 magic (in the file or its gzip stream) whatever its name (scanners and PACS exports often
+write extension-less files). Candidates are only *candidates*: a damaged,
 unreadable or dangling file is still listed so that it gets an error row later instead of being
 silently missed. mriscan's own outputs are never candidates: folders carrying the output marker
 are not walked, and overlays are skipped (:mod:`mriscan.io.own_outputs`).
@@ -14,14 +15,17 @@ import os
 from pathlib import Path
 
 from mriscan.errors import InputFolderError
+from mriscan.io.nifti import nifti_version
 from mriscan.io.own_outputs import is_mriscan_overlay, is_output_folder
 
 IMAGE_EXTENSIONS = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff"})
 DICOM_EXTENSIONS = frozenset({".dcm", ".dicom"})
+VOLUME_SUFFIXES = (".nii", ".nii.gz")
 _CANDIDATE_EXTENSIONS = IMAGE_EXTENSIONS | DICOM_EXTENSIONS
 
 _DICOM_MARKER = b"DICM"
 _DICOM_MARKER_OFFSET = 128
+_HEAD_BYTES = 548  # up to the NIfTI-1 magic at byte 344 and a NIfTI-2 header
 
 
 def find_candidates(root: Path) -> list[Path]:
@@ -94,10 +98,10 @@ def relative_posix(path: Path, root: Path) -> str:
 
 
 def _is_candidate(path: str) -> bool:
-    """Tell whether one file is a candidate: a known extension, else the DICOM marker."""
-    if os.path.splitext(path)[1].lower() in _CANDIDATE_EXTENSIONS:
+    """Tell whether one file is a candidate: a known extension, else the DICOM marker or NIfTI magic."""
+    if os.path.splitext(path)[1].lower() in _CANDIDATE_EXTENSIONS or path.lower().endswith(VOLUME_SUFFIXES):
         return not is_mriscan_overlay(path)
-    return _has_dicom_marker(path)
+    return _has_image_marker(path)
 
 
 def _checked_root(root: Path) -> Path:
@@ -115,14 +119,15 @@ def _checked_root(root: Path) -> Path:
     return top
 
 
-def _has_dicom_marker(path: str) -> bool:
-    """Tell whether a regular file has ``DICM`` at byte 128; unreadable files count as no."""
+def _has_image_marker(path: str) -> bool:
+    """Tell whether a regular file has ``DICM`` at byte 128 or a NIfTI magic; unreadable files count as no."""
     try:
         # isfile() is False for FIFOs and devices, which a read could block on.
         if not os.path.isfile(path):
             return False
         with open(path, "rb") as handle:
-            head = handle.read(_DICOM_MARKER_OFFSET + len(_DICOM_MARKER))
+            head = handle.read(_HEAD_BYTES)
     except OSError:
         return False
-    return head[_DICOM_MARKER_OFFSET:] == _DICOM_MARKER
+    dicom = head[_DICOM_MARKER_OFFSET : _DICOM_MARKER_OFFSET + len(_DICOM_MARKER)] == _DICOM_MARKER
+    return dicom or nifti_version(head) is not None

@@ -26,7 +26,7 @@ _COLOUR_FRACTION = 0.0002
 
 @dataclass(frozen=True, eq=False)
 class DecodedImage:
-    """One decoded grey image (one frame of a multi-frame DICOM) and facts about it.
+    """One decoded grey image (one frame of a multi-frame DICOM, one slice of a volume) and facts about it.
 
     Equality is identity (``eq=False``): comparing pixel arrays element-wise is the caller's call.
 
@@ -36,12 +36,15 @@ class DecodedImage:
         rasters (and grey stored as colour), float32 otherwise (converted colour, other
         raster types, DICOM values after the modality and VOI LUTs). Not copied to float32:
         preprocessing works on the decoded type, and the copy would cost CPU on every file.
-    frame : frame index within a multi-frame DICOM, else None.
-    kind : the format found in the content: "jpeg", "png", "bmp", "tiff" or "dicom".
+    frame : frame index within a multi-frame DICOM, slice index within a volume's plane, else None.
+    kind : the format found in the content: "jpeg", "png", "bmp", "tiff", "dicom" or "nifti".
     had_colour : True when the colour channels genuinely differ (not grey stored as RGB).
     warnings : problems the decoder recovered from, e.g. truncated data.
     dicom_uids : StudyInstanceUID, SeriesInstanceUID and SOPInstanceUID when present; empty
         for non-DICOM files. Never any patient identifier.
+    plane : for a slice of a volume, "axial", "coronal" or "sagittal"; else None.
+    outside_head : for a slice of a volume that barely cuts the head, why (a ``low_quality`` reason);
+        else empty.
     """
 
     pixels: np.ndarray
@@ -50,6 +53,8 @@ class DecodedImage:
     had_colour: bool
     warnings: tuple[str, ...] = ()
     dicom_uids: Mapping[str, str] = field(default_factory=dict)
+    plane: str | None = None
+    outside_head: str = ""
 
 
 class Refusal(Exception):

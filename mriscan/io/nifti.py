@@ -35,7 +35,7 @@ from typing import TYPE_CHECKING, Literal
 import cv2
 import numpy as np
 
-from mriscan.io.image import REEXPORT, Refusal
+from mriscan.io.image import REEXPORT, DecodedImage, Refusal
 
 if TYPE_CHECKING:
     import nibabel as nib
@@ -76,24 +76,6 @@ class Volume:
 
     data: np.ndarray
     voxel_sizes: tuple[float, float, float]
-
-
-@dataclass(frozen=True, eq=False)
-class VolumeSlice:
-    """One slice of a volume as a viewer displays it.
-
-    Attributes
-    ----------
-    pixels : uint8 grey, windowed for the whole volume, square pixels, radiological orientation.
-    plane : "axial", "coronal" or "sagittal".
-    index : position along the plane's canonical axis (see the module docstring).
-    low_quality : why the slice cannot be trusted (e.g. it barely cuts the head); empty when fine.
-    """
-
-    pixels: np.ndarray
-    plane: Plane
-    index: int
-    low_quality: tuple[str, ...] = ()
 
 
 def nifti_version(data: bytes) -> int | None:
@@ -344,7 +326,7 @@ def square_pixels(pixels: np.ndarray, row_spacing: float, column_spacing: float)
     return cv2.resize(pixels, size, interpolation=cv2.INTER_LINEAR)
 
 
-def outside_head_reasons(head_voxels: np.ndarray, plane: Plane) -> list[tuple[str, ...]]:
+def outside_head_reasons(head_voxels: np.ndarray, plane: Plane) -> list[str]:
     """For each slice of a plane, why it does not show the head (empty when it does).
 
     ``head_voxels`` counts the head's voxels in each slice; a slice holding under
@@ -353,29 +335,40 @@ def outside_head_reasons(head_voxels: np.ndarray, plane: Plane) -> list[tuple[st
 
     Examples
     --------
-    >>> for reasons in outside_head_reasons(np.array([0, 50, 1000]), "axial"): print(reasons)
-    ('outside the head: no head tissue in this axial slice',)
-    ('outside the head: its head section is 5% of the largest axial one',)
-    ()
+    >>> for reason in outside_head_reasons(np.array([0, 50, 1000]), "axial"): print(repr(reason))
+    'outside the head: no head tissue in this axial slice'
+    'outside the head: its head section is 5% of the largest axial one'
+    ''
     """
     largest = int(head_voxels.max()) if head_voxels.size else 0
-    reasons: list[tuple[str, ...]] = []
+    reasons: list[str] = []
     for count in head_voxels:
         fraction = count / largest if largest else 0.0
         if fraction >= MIN_HEAD_FRACTION:
-            reasons.append(())
+            reasons.append("")
         elif count == 0:
-            reasons.append((f"outside the head: no head tissue in this {plane} slice",))
+            reasons.append(f"outside the head: no head tissue in this {plane} slice")
         else:
-            reasons.append((f"outside the head: its head section is {fraction:.0%} of the largest {plane} one",))
+            reasons.append(f"outside the head: its head section is {fraction:.0%} of the largest {plane} one")
     return reasons
 
 
-def volume_slices(volume: Volume, planes: str = "acquisition") -> Iterator[VolumeSlice]:
+def decode_nifti(data: bytes, max_pixels: int, planes: str = "acquisition") -> list[DecodedImage]:
+    """Decode a NIfTI volume into its slices in ``planes`` (one of :data:`PLANE_CHOICES`), as viewers show them.
+
+    Raises
+    ------
+    Refusal
+        As :func:`read_volume`.
+    """
+    return list(volume_slices(read_volume(data, max_pixels), planes))
+
+
+def volume_slices(volume: Volume, planes: str = "acquisition") -> Iterator[DecodedImage]:
     """Every slice of ``volume`` in the planes named by ``planes`` (one of :data:`PLANE_CHOICES`).
 
     The volume is windowed and converted to 8 bits once; each slice is then a view turned for
-    display, resampled to square pixels when its voxels are not.
+    display, resampled to square pixels when its voxels are not. ``frame`` is the slice's index.
     """
     sample = _sample(volume.data)
     threshold = head_threshold(sample)
@@ -389,4 +382,5 @@ def volume_slices(volume: Volume, planes: str = "acquisition") -> Iterator[Volum
         column_spacing, row_spacing = (volume.voxel_sizes[a] for a in other_axes)
         for index, reasons in enumerate(outside_head_reasons(head_voxels, plane)):
             pixels = square_pixels(display_slice(display, plane, index), row_spacing, column_spacing)
-            yield VolumeSlice(pixels=pixels, plane=plane, index=index, low_quality=reasons)
+            yield DecodedImage(pixels=pixels, frame=index, kind="nifti", had_colour=False, plane=plane,
+                               outside_head=reasons)

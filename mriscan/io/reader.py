@@ -1,12 +1,13 @@
 """Decode one file into grey pixels plus facts about it, by content, never by extension.
 
-The format is sniffed from the first bytes (JPEG, PNG, BMP, TIFF, DICOM Part 10); content with
-no known signature is offered to pydicom as a raw DICOM data set. Before any pixel is decoded,
-the size the header declares is checked against a pixel budget, so a small file that declares
-an enormous image (a decompression bomb) is refused without allocating it.
+The format is sniffed from the first bytes (JPEG, PNG, BMP, TIFF, DICOM Part 10, NIfTI-1/2 plain or
+gzip-compressed); content with no known signature is offered to pydicom as a raw DICOM data set.
+Before any pixel is decoded, the size the header declares is checked against a pixel budget, so a
+small file that declares an enormous image (a decompression bomb) is refused without allocating it.
 
 One reader per format: raster formats are decoded with OpenCV (:mod:`mriscan.io.raster`); DICOM with
-pydicom, followed by the standard display pipeline (:mod:`mriscan.io.dicom`).
+pydicom, followed by the standard display pipeline (:mod:`mriscan.io.dicom`); NIfTI volumes with
+nibabel, cut into slices in the planes asked for (:mod:`mriscan.io.nifti`).
 
 Everything that goes wrong becomes an :class:`~mriscan.errors.UnreadableImageError` (or its
 subclass :class:`~mriscan.errors.ImageTooLargeError`) whose message names the file, the problem
@@ -25,6 +26,7 @@ from mriscan.errors import ImageTooLargeError, UnreadableImageError
 from mriscan.io.decoder_messages import decoder_messages
 from mriscan.io.dicom import decode_dicom
 from mriscan.io.image import REEXPORT, DecodedImage, Refusal
+from mriscan.io.nifti import decode_nifti, nifti_version
 from mriscan.io.raster import decode_raster
 
 DEFAULT_MAX_PIXELS = 50_000_000
@@ -43,7 +45,7 @@ _FILE_SIZE_SLACK = 64 * 1024 * 1024
 
 
 def read_image(
-    path: Path, max_pixels: int = DEFAULT_MAX_PIXELS, least_side: int | None = None
+    path: Path, max_pixels: int = DEFAULT_MAX_PIXELS, least_side: int | None = None, planes: str = "acquisition"
 ) -> list[DecodedImage]:
     """Read and decode one file.
 
@@ -51,11 +53,11 @@ def read_image(
     ----------
     path : the file; symbolic links are followed.
     max_pixels : largest declared width x height (x frames) to decode.
-    least_side : as for :func:`decode_bytes`.
+    least_side, planes : as for :func:`decode_bytes`.
 
     Returns
     -------
-    One :class:`DecodedImage`, or one per frame for a multi-frame DICOM.
+    One :class:`DecodedImage`, or one per frame for a multi-frame DICOM, or one per slice for a volume.
 
     Raises
     ------
@@ -66,27 +68,30 @@ def read_image(
         file, empty, damaged or unsupported content.
     """
     data = read_file_bytes(path, max_pixels)
-    return decode_bytes(data, max_pixels=max_pixels, name=str(path), least_side=least_side)
+    return decode_bytes(data, max_pixels=max_pixels, name=str(path), least_side=least_side, planes=planes)
 
 
 def decode_bytes(
-    data: bytes, max_pixels: int = DEFAULT_MAX_PIXELS, name: str = "<bytes>", least_side: int | None = None
+    data: bytes, max_pixels: int = DEFAULT_MAX_PIXELS, name: str = "<bytes>", least_side: int | None = None,
+    planes: str = "acquisition",
 ) -> list[DecodedImage]:
     """Decode the bytes of one image file, whatever their format.
 
     Parameters
     ----------
     data : the whole content of the file.
-    max_pixels : largest declared width x height (x frames) to decode.
+    max_pixels : largest declared width x height (x frames, or x slices for a volume) to decode.
     name : how to name the file in error messages.
     least_side : when given, an 8-bit JPEG is decoded at 1/2, 1/4 or 1/8 of its size, the
         smallest that keeps at least this many pixels on each side (libjpeg's scaled inverse DCT:
         decoding and shrinking in one, at about the cost of a full grey decode). Other formats,
         and JPEGs too small to shrink, decode at full size.
+    planes : for a NIfTI volume, which planes to cut it in: "acquisition" (the plane with the finest
+        in-plane resolution), "axial", "coronal", "sagittal" or "all" (:mod:`mriscan.io.nifti`).
 
     Returns
     -------
-    One :class:`DecodedImage`, or one per frame for a multi-frame DICOM.
+    One :class:`DecodedImage`, or one per frame for a multi-frame DICOM, or one per slice for a volume.
 
     Raises
     ------
@@ -108,7 +113,7 @@ def decode_bytes(
     """
     try:
         with decoder_messages() as messages:  # libjpeg's and pydicom's warnings: the image's, not the terminal's
-            images = _decode(bytes(data), max_pixels, least_side)
+            images = _decode(bytes(data), max_pixels, least_side, planes)
         # A warning the reader already gave (e.g. a recovered truncation) says what libjpeg would repeat.
         return [image if image.warnings else replace(image, warnings=tuple(messages)) for image in images]
     except Refusal as refusal:
@@ -170,11 +175,13 @@ def _describe_os_error(error: OSError, path: Path) -> str:
     return f"the system could not read it ({error.strerror or type(error).__name__}). {REEXPORT}"
 
 
-def _decode(data: bytes, max_pixels: int, least_side: int | None) -> list[DecodedImage]:
+def _decode(data: bytes, max_pixels: int, least_side: int | None, planes: str) -> list[DecodedImage]:
     """Sniff the format, check the declared size, then decode."""
     if not data:
         raise Refusal("the file is empty (0 bytes)", "The copy probably failed; " + REEXPORT)
     kind = _sniff(data)
+    if kind == "nifti":
+        return decode_nifti(data, max_pixels, planes)
     if kind is None or kind == "dicom":
         return decode_dicom(data, max_pixels, has_marker=kind == "dicom")
     return [decode_raster(data, kind, max_pixels, least_side)]
@@ -187,4 +194,6 @@ def _sniff(data: bytes) -> str | None:
     """
     if data[_DICOM_MARKER_OFFSET : _DICOM_MARKER_OFFSET + 4] == _DICOM_MARKER:
         return "dicom"
+    if nifti_version(data) is not None:
+        return "nifti"
     return next((kind for signature, kind in _SIGNATURES if data.startswith(signature)), None)

@@ -25,7 +25,7 @@ from mriscan.scan.flags import Flag
 from mriscan.scan.run_record import ScanRecord, write_record
 
 COLUMNS = (
-    "path", "frame", "sha256", "probability", "prediction", "flagged", "flag_reason", "flag_detail",
+    "path", "frame", "plane", "sha256", "probability", "prediction", "flagged", "flag_reason", "flag_detail",
     "threshold", "review_threshold", "model_id", "error",
 )
 UID_COLUMNS = ("study_instance_uid", "series_instance_uid", "sop_instance_uid")
@@ -35,7 +35,7 @@ NO_FLAG = Flag((), ())
 
 @dataclass(frozen=True)
 class ScanResult:
-    """What a scan found for one image (one frame), or why it could not read it; a CSV row only in :meth:`row`."""
+    """What a scan found for one image (one frame, one slice), or why it could not read it; a CSV row only in :meth:`row`."""
 
     path: str  # relative to the scanned folder, with forward slashes
     frame: int | None
@@ -48,6 +48,7 @@ class ScanResult:
     flag: Flag = NO_FLAG
     error: str = ""
     dicom_uids: Mapping[str, str] = field(default_factory=dict)
+    plane: str | None = None  # a slice of a volume's: "axial", "coronal" or "sagittal"
 
     @property
     def readable(self) -> bool:
@@ -58,6 +59,7 @@ class ScanResult:
         row = {
             "path": self.path,
             "frame": "" if self.frame is None else str(self.frame),
+            "plane": self.plane or "",
             "sha256": self.sha256,
             "threshold": f"{self.threshold:.6g}",
             "review_threshold": f"{self.review_threshold:.6g}",
@@ -81,10 +83,10 @@ class ScanResult:
         }
 
 
-def row_key(row: Mapping[str, str]) -> tuple[str, int]:
-    """Sort and identity key of a row: its path, then its frame (rows without a frame first)."""
+def row_key(row: Mapping[str, str]) -> tuple[str, str, int]:
+    """Sort and identity key of a row: its path, plane (a volume's) and frame (rows without a frame first)."""
     frame = row.get("frame", "")
-    return row["path"], int(frame) if frame not in ("", None) else -1
+    return row["path"], row.get("plane") or "", int(frame) if frame not in ("", None) else -1
 
 
 def read_rows(path: Path) -> list[Row]:
@@ -112,11 +114,17 @@ class ResultsWriter:
         self.columns = columns
         self._check_target(resume, overwrite)
         self._lock: IO[str] | None = self._acquire_lock()
-        self.previous: dict[tuple[str, int], Row] = {}
+        self.previous: dict[tuple[str, str, int], Row] = {}
+        self.maybe_incomplete: str | None = None
         if resume:
-            for row in read_rows(self.out) + read_rows(self.partial):
+            partial_rows = read_rows(self.partial)
+            for row in read_rows(self.out) + partial_rows:
                 self.previous[row_key(row)] = row
-        self._new: dict[tuple[str, int], Row] = {}
+            # Rows are appended file by file, in order: only the last file of the partial file can have lost
+            # rows to an interruption, and only if it has several (frames, slices).
+            last = partial_rows[-1] if partial_rows else {}
+            self.maybe_incomplete = last["path"] if last.get("frame") else None
+        self._new: dict[tuple[str, str, int], Row] = {}
         self._handle: IO[str] | None = None
         self._since_sync = 0
 

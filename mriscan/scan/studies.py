@@ -28,6 +28,7 @@ from pathlib import Path
 
 from mriscan.errors import OutputError
 from mriscan.io.atomic import replace_file
+from mriscan.io.discover import VOLUME_SUFFIXES
 from mriscan.scan.results import Row, row_key
 
 STUDY_COLUMNS = (
@@ -42,7 +43,6 @@ STUDY_FLAG_CODES = {
     "low_quality": "no slice of the study is usable (all low quality)",
 }
 DEFAULT_TOP_K = 3
-VOLUME_SUFFIXES = (".nii", ".nii.gz")
 
 
 @dataclass(frozen=True)

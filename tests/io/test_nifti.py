@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import gzip
 
-import nibabel as nib
 import numpy as np
 import pytest
+from conftest import nifti_bytes
 
+from mriscan.errors import UnreadableImageError
+from mriscan.io.discover import find_candidates
 from mriscan.io.image import Refusal
 from mriscan.io.nifti import (
     acquisition_plane,
@@ -16,20 +18,9 @@ from mriscan.io.nifti import (
     read_volume,
     volume_slices,
 )
+from mriscan.io.reader import decode_bytes
 
 BUDGET = 50_000_000
-
-
-def nifti_bytes(data: np.ndarray, affine: np.ndarray | None = None, *, gz: bool = False, version: int = 1,
-                slope: float | None = None, inter: float | None = None) -> bytes:
-    """The bytes of a single-file NIfTI volume holding ``data`` as stored (slope and intercept in the header)."""
-    image_type = nib.Nifti1Image if version == 1 else nib.Nifti2Image
-    image = image_type(data, np.eye(4) if affine is None else affine)
-    image.header.set_data_dtype(data.dtype)
-    if slope is not None:
-        image.header.set_slope_inter(slope, inter)
-    raw = image.to_bytes()
-    return gzip.compress(raw, mtime=0) if gz else raw
 
 
 def marked_head(shape: tuple[int, int, int] = (24, 28, 20)) -> np.ndarray:
@@ -42,7 +33,7 @@ def marked_head(shape: tuple[int, int, int] = (24, 28, 20)) -> np.ndarray:
 
 
 def slices_of(data: bytes, planes: str = "acquisition") -> dict[tuple[str, int], np.ndarray]:
-    return {(s.plane, s.index): s.pixels for s in volume_slices(read_volume(data, BUDGET), planes)}
+    return {(s.plane, s.frame): s.pixels for s in volume_slices(read_volume(data, BUDGET), planes)}
 
 
 def bright_corner(pixels: np.ndarray) -> tuple[str, str]:
@@ -188,7 +179,28 @@ def test_slices_outside_the_head_are_named_and_the_others_are_not():
     volume[5:25, 5:25, 3:9] = 100.0
     volume[14:16, 14:16, 9] = 100.0  # a sliver of scalp: 1% of the largest section
     noise = np.random.default_rng(0).normal(0, 2, volume.shape).astype(np.float32)
-    reasons = {s.index: s.low_quality for s in volume_slices(read_volume(nifti_bytes(volume + noise), BUDGET))}
-    assert all(reasons[index] == () for index in range(3, 9))
-    assert all(reasons[index] and "outside the head" in reasons[index][0] for index in (0, 1, 2, 9, 10, 11))
-    assert "1% of the largest axial" in reasons[9][0]
+    reasons = {s.frame: s.outside_head for s in volume_slices(read_volume(nifti_bytes(volume + noise), BUDGET))}
+    assert all(reasons[index] == "" for index in range(3, 9))
+    assert all(reasons[index].startswith("outside the head") for index in (0, 1, 2, 9, 10, 11))
+    assert "1% of the largest axial" in reasons[9]
+
+
+def test_decode_bytes_reads_a_volume_by_content_into_slices_and_names_the_file_when_it_cannot(tmp_path):
+    data = nifti_bytes(marked_head(), np.diag([1.0, 1.0, 3.0, 1.0]), gz=True)
+    slices = decode_bytes(data, name="t1.nii.gz")
+    assert [(s.kind, s.plane, s.frame) for s in slices] == [("nifti", "axial", k) for k in range(20)]
+    assert all(s.pixels.dtype == np.uint8 for s in slices)
+    assert {s.plane for s in decode_bytes(data, planes="all")} == {"axial", "coronal", "sagittal"}
+    with pytest.raises(UnreadableImageError, match=r"Cannot read t1.nii.gz: the file is truncated"):
+        decode_bytes(data[:-200], name="t1.nii.gz")
+    with pytest.raises(UnreadableImageError, match=r"4-D volume .* fslroi"):
+        decode_bytes(nifti_bytes(np.zeros((4, 4, 4, 2), np.int16)), name="bold.nii")
+
+
+def test_volumes_are_found_by_name_in_any_case_and_by_content_without_one(tmp_path):
+    volume = nifti_bytes(marked_head())
+    for name, content in [("a.nii", volume), ("b.NII.GZ", gzip.compress(volume)), ("c", volume),
+                          ("d", gzip.compress(volume)), ("e.gz", gzip.compress(b"a log file" * 50)),
+                          ("f.txt", b"not an image")]:
+        (tmp_path / name).write_bytes(content)
+    assert [path.name for path in find_candidates(tmp_path)] == ["a.nii", "b.NII.GZ", "c", "d"]

@@ -44,7 +44,7 @@ def test_torn_last_line_is_dropped_on_resume(tmp_path):
     with open(writer.partial, "a") as handle:
         handle.write("c.png,,sc")  # a half-written row
     resumed = ResultsWriter(out, COLUMNS, resume=True, overwrite=False)
-    assert sorted(p for p, _ in resumed.previous) == ["a.png", "b.png"]
+    assert sorted(path for path, _plane, _frame in resumed.previous) == ["a.png", "b.png"]
     resumed.close()
 
 
