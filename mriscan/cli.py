@@ -160,18 +160,21 @@ _REPORT_FOLDER = _stacked(
 @click.option("--strip-augment", "strip_probability", type=click.FloatRange(0.0, 1.0), default=0.0,
               show_default=True, help="Share of training images shown skull-stripped (brain only).")
 @click.option("--overwrite", is_flag=True, help="Replace an existing bundle (the old one is kept beside it).")
+@_VOLUME_PLANES
 @_WORKERS
 @_fatal_on_mriscan_error
 def fit(data_dirs: tuple[Path, ...], out_dir: Path, epochs: int, batch_size: int, image_size: int | None,
         seed: int, arch: str | None, init_from: Path | None, exclude_dirs: tuple[Path, ...], target_recall: float,
         threshold_sources: tuple[str, ...], fractions: tuple[float, float, float], positive: tuple[str, ...],
         negative: tuple[str, ...], no_augment: bool, source_balance: float, strip_probability: float,
-        overwrite: bool, workers: int) -> None:
+        overwrite: bool, planes: str, workers: int) -> None:
     """Train a model on labelled class folders and save it as a bundle.
 
     DATA_DIRS each hold one sub-folder per class (yes/no, tumor/no_tumor, glioma, normal, ...).
-    Duplicates are removed across all of them before the split. With --init-from, training
-    continues from an existing bundle's weights; the card records that parent and the data.
+    Duplicates are removed across all of them before the split. A class folder may hold NIfTI
+    volumes: each slice in --planes (but those outside the head) is an image, and all slices of a
+    volume stay in one split. With --init-from, training continues from an existing bundle's
+    weights; the card records that parent and the data.
     """
     from mriscan.model.fit import FitOptions, resolve_model_settings, run_fit
     from mriscan.progress import RichFitProgress, print_fit_summary
@@ -183,6 +186,7 @@ def fit(data_dirs: tuple[Path, ...], out_dir: Path, epochs: int, batch_size: int
         workers=workers, positive=positive, negative=negative, overwrite=overwrite, augment=not no_augment,
         command="mriscan " + " ".join(sys.argv[1:]), init_from=init_from, exclude_dirs=exclude_dirs,
         threshold_sources=threshold_sources, source_balance=source_balance, strip_probability=strip_probability,
+        planes=planes,
     )
     with RichFitProgress() as progress:
         card = run_fit(options, progress)

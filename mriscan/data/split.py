@@ -10,6 +10,7 @@ the whole set's in every split.
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -85,6 +86,32 @@ def split_by_group(
     _check_every_split_has_every_class(class_names, classes, split_of_image, checked)
     train, validation, test = (np.flatnonzero(split_of_image == s) for s in range(len(SPLIT_NAMES)))
     return Split(train=train, validation=validation, test=test)
+
+
+def join_groups(group_ids: np.ndarray, keys: Sequence[str]) -> np.ndarray:
+    """Group ids in which images that share a key (the slices of one volume: its path) share a group too.
+
+    Groups joined through a key merge whole, so a duplicate group that links two volumes puts both in
+    one split. The ids are the smallest of each joined set, renumbered from 0.
+
+    Examples
+    --------
+    >>> join_groups(np.array([0, 1, 2, 2, 3]), ["a", "v", "v", "c", "d"]).tolist()
+    [0, 1, 1, 1, 2]
+    """
+    from scipy.sparse import coo_matrix
+    from scipy.sparse.csgraph import connected_components
+
+    if len(group_ids) == 0:
+        return np.zeros(0, dtype=np.intp)
+    _, groups = np.unique(np.asarray(group_ids), return_inverse=True)
+    _, key_ids = np.unique(np.asarray(keys, dtype=str), return_inverse=True)
+    first_key = groups.max() + 1
+    nodes = first_key + key_ids.max() + 1
+    edges = coo_matrix((np.ones(len(groups)), (groups, first_key + key_ids)), shape=(nodes, nodes))
+    _, component = connected_components(edges, directed=False)
+    _, joined = np.unique(component[groups], return_inverse=True)
+    return joined
 
 
 def minimum_images_per_class(fractions: tuple[float, float, float] = DEFAULT_FRACTIONS) -> int:

@@ -21,7 +21,7 @@ from mriscan.data.dataset import CLASS_NAMES, LabelledFile, find_labelled_files,
 from mriscan.data.loader import LoadedImage, load_all
 from mriscan.data.preprocess import PreprocessConfig
 from mriscan.data.quality import training_ranges
-from mriscan.data.split import split_by_group
+from mriscan.data.split import join_groups, split_by_group
 from mriscan.dedup.index import find_cross_duplicates, find_duplicate_groups, thumbnails
 from mriscan.errors import DataLayoutError, ModelBundleError, TrainingError
 from mriscan.evaluation.metrics import classification_metrics, safety_net_metrics
@@ -86,6 +86,7 @@ class FitOptions:
     threshold_sources: tuple[str, ...] = ()
     source_balance: float = 0.0
     strip_probability: float = 0.0
+    planes: str = "acquisition"  # the planes volumes are cut in (mriscan.io.nifti.PLANE_CHOICES)
 
 
 @dataclass
@@ -228,15 +229,18 @@ def load_and_deduplicate(files: list[LabelledFile], options: FitOptions, progres
     label_of = {f.path: f.label for f in files}
     source_of = {f.path: f.source for f in files}
     records = load_all([f.path for f in files], options.preprocessing, workers=options.workers,
-                       on_chunk=progress.loaded)
+                       on_chunk=progress.loaded, planes=options.planes)
     images_read = sum(r.ok for r in records)
-    readable, exclusion = _remove_excluded_copies([r for r in records if r.ok], options, progress)
+    # A slice of a volume that barely cuts the head shows no brain to learn from.
+    outside_head = sum(r.ok and r.outside_head for r in records)
+    usable = [r for r in records if r.ok and not r.outside_head]
+    readable, exclusion = _remove_excluded_copies(usable, options, progress)
     if len(readable) < MIN_READABLE_IMAGES:
         raise TrainingError(f"only {len(readable)} readable images left ({images_read} read, "
                             f"{exclusion['excluded_images']} removed as copies of --exclude images); fit needs at "
                             f"least {MIN_READABLE_IMAGES} (10 per class)")
     progress.stage("finding duplicates across the whole set")
-    groups = find_duplicate_groups([r.sha256 for r in readable], thumbnails(r.model_input for r in readable))
+    groups = find_duplicate_groups([r.image_key for r in readable], thumbnails(r.model_input for r in readable))
     labels = np.array([label_of[r.path] for r in readable])
     # Near copies with different labels differ in what matters (a lesion, e.g. synth's paired
     # twins): one image of each label is kept, and their shared group keeps them in one split.
@@ -249,6 +253,7 @@ def load_and_deduplicate(files: list[LabelledFile], options: FitOptions, progres
         "files_found": len(files),
         "unreadable": len(records) - images_read,
         "images_read": images_read,
+        "slices_outside_the_head": outside_head,
         "excluded_copies_removed": exclusion["excluded_images"],
         "duplicates_removed": int(removed.sum()),
         "duplicates_by_kind": dict(kinds),
@@ -259,7 +264,8 @@ def load_and_deduplicate(files: list[LabelledFile], options: FitOptions, progres
     return FitDataset(
         images=np.stack([r.model_input for r in kept_records]).astype(np.float32),
         labels=labels[keep],
-        group_ids=groups.group_ids[keep],
+        # The slices of one volume (frames of one file) are one patient: one split (mriscan.data.split).
+        group_ids=join_groups(groups.group_ids, [str(r.path) for r in readable])[keep],
         sources=np.array([source_of[r.path] for r in kept_records]),
         records=kept_records,
         counts=counts,
@@ -278,12 +284,12 @@ def _remove_excluded_copies(readable: list[LoadedImage], options: FitOptions,
     if not paths:
         raise DataLayoutError(f"--exclude {', '.join(map(str, options.exclude_dirs))}: no images found there; "
                               "check the path (it should be the folder that must stay unseen, e.g. a validation set)")
-    records = load_all(paths, options.preprocessing, workers=options.workers)
+    records = load_all(paths, options.preprocessing, workers=options.workers, planes=options.planes)
     unseen = [r for r in records if r.ok]
     copies = []
     if unseen and readable:
-        copies = find_cross_duplicates([r.sha256 for r in readable], thumbnails(r.model_input for r in readable),
-                                       [r.sha256 for r in unseen], thumbnails(r.model_input for r in unseen))
+        copies = find_cross_duplicates([r.image_key for r in readable], thumbnails(r.model_input for r in readable),
+                                       [r.image_key for r in unseen], thumbnails(r.model_input for r in unseen))
     leaked = {copy.index_a for copy in copies}
     progress.stage(f"removed {len(leaked)} training images that copy images of the --exclude folders")
     fingerprints = folder_fingerprints(options.exclude_dirs, [(r.path, UNLABELLED, r.sha256) for r in records])

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from mriscan.data.split import Split, minimum_images_per_class, split_by_group
+from mriscan.data.split import Split, join_groups, minimum_images_per_class, split_by_group
 from mriscan.errors import TrainingError
 
 
@@ -92,3 +92,11 @@ def test_invalid_fractions_are_refused(fractions) -> None:
 def test_mismatched_lengths_are_refused() -> None:
     with pytest.raises(ValueError, match="same length"):
         split_by_group(np.zeros(10), np.zeros(9))
+
+
+def test_join_groups_puts_images_sharing_a_key_in_one_group_and_merges_the_groups_they_link():
+    # Images 1-2 are one volume's slices; image 2 is also a near copy of image 3 (group 2): all three join.
+    group_ids = np.array([0, 1, 2, 2, 3])
+    joined = join_groups(group_ids, ["a.png", "v.nii", "v.nii", "c.png", "d.png"])
+    assert joined.tolist() == [0, 1, 1, 1, 2]
+    assert join_groups(np.array([5, 7]), ["x", "y"]).tolist() == [0, 1]
