@@ -95,7 +95,7 @@ def write_duplicate_report(
     rows = [_error_row(r, data_dir) for r in images.unreadable]
     removed = 0
     if images.readable:
-        groups = find_duplicate_groups([r.sha256 for r in images.readable], images.thumbnails)
+        groups = find_duplicate_groups([r.image_key for r in images.readable], images.thumbnails)
         names = [_name(r, data_dir) for r in images.readable]
         rows += [
             {"path": names[i], "group_id": str(int(groups.group_ids[i])), "kind": groups.kinds[i],
@@ -109,8 +109,9 @@ def write_duplicate_report(
 
 
 def _name(record, root: Path) -> str:
+    """The file, with ``#frame3`` for a frame of a DICOM file or ``#axial12`` for a slice of a volume."""
     name = relative_posix(record.path, root)
-    return name if record.frame is None else f"{name}#frame{record.frame}"
+    return name if record.frame is None else f"{name}#{record.plane or 'frame'}{record.frame}"
 
 
 def _error_row(record, root: Path) -> dict[str, str]:
@@ -127,8 +128,8 @@ def write_cross_report(
     mine, theirs = (load_thumbnailed(d, config, workers=workers, scheduler=scheduler) for d in (data_dir, against))
     rows = []
     if mine.readable and theirs.readable:
-        matches = find_cross_duplicates([r.sha256 for r in mine.readable], mine.thumbnails,
-                                        [r.sha256 for r in theirs.readable], theirs.thumbnails)
+        matches = find_cross_duplicates([r.image_key for r in mine.readable], mine.thumbnails,
+                                        [r.image_key for r in theirs.readable], theirs.thumbnails)
         rows = [{"path": _name(mine.readable[m.index_a], data_dir),
                  "against_path": _name(theirs.readable[m.index_b], against),
                  "kind": m.kind, "hamming": str(m.hamming), "correlation": f"{m.correlation:.4f}"} for m in matches]

@@ -102,7 +102,7 @@ def _predict_files(bundles: Sequence[ModelBundle], files: list[LabelledFile], da
         for chunk in iter_loaded_chunks([f.path for f in files], config, workers=workers):
             sha256_of.update((r.path, r.sha256) for r in chunk)
             failed.update((r.path, r.frame) for r in chunk if not r.ok)
-            readable = [r for r in chunk if r.ok]
+            readable = [r for r in chunk if r.ok and not r.outside_head]  # as fit: slices in the head only
             if readable:
                 batch = np.stack([r.model_input for r in readable])
                 batch_keys = [(r.path, r.frame) for r in readable]

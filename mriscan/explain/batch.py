@@ -2,8 +2,9 @@
 
 TARGET is one image, a folder (walked like ``scan`` walks it), or a scan CSV (its rows predicted
 ``tumor`` or flagged, most uncertain first; the folder it scanned is read from its run record).
-Each image, or each frame of a multi-frame DICOM, gets an overlay named
-``<file name>[.f<frame>].<method>.png`` under the output folder, mirroring the input tree, and an
+Each image, each frame of a multi-frame DICOM, or each slice of a volume (in its acquisition plane,
+or the CSV row's plane) gets an overlay named ``<file name>[.<plane>][.f<frame>].<method>.png`` under
+the output folder, mirroring the input tree, and an
 ``index.html`` at the top of it lists them all for a reviewer. The output folder is never inside
 the scanned tree by default, and it is marked so that a scan never takes it for patient images.
 
@@ -34,6 +35,7 @@ from mriscan.explain.review_page import INDEX_NAME, FailedCase, ReviewCase, chec
 from mriscan.io.atomic import replace_file
 from mriscan.io.discover import find_candidates, relative_posix
 from mriscan.io.hashing import file_sha256
+from mriscan.io.nifti import PLANES
 from mriscan.io.own_outputs import OVERLAY_SUFFIXES, is_mriscan_overlay, mark_output_folder
 from mriscan.io.reader import read_image
 from mriscan.model.bundle import ModelBundle
@@ -64,13 +66,17 @@ class ExplainSummary:
 
 @dataclass(frozen=True)
 class ExplainJob:
-    """One file to explain; ``frame`` None means every frame it has."""
+    """One file to explain; ``frame`` None means every frame (every slice in ``plane``) it has.
+
+    ``plane`` None cuts a volume in its acquisition plane.
+    """
 
     source: Path
     display_path: str
     frame: int | None = None
     flag_reasons: tuple[str, ...] | None = None  # a scan CSV row's flag codes; None for an image or folder
     sha256: str = ""  # for a scan CSV row: the bytes that were scanned; a changed file is refused
+    plane: str | None = None  # a volume's slices in this plane (None: its acquisition plane)
 
 
 @dataclass(frozen=True)
@@ -91,6 +97,7 @@ class _Explained:
     original: np.ndarray  # the decoded pixels, shown beside the model input
     image: np.ndarray
     explanation: Explanation
+    plane: str | None = None
 
 
 def run_explain(
@@ -319,8 +326,12 @@ def _plan_rows(
             failures.append(FailedCase(row["path"], "the CSV row's path or frame is not valid; skipped"))
             continue
         reasons = tuple(code for code in row["flag_reason"].split(";") if code.strip())
+        plane = row.get("plane", "").strip() or None
+        if plane not in (None, *PLANES):
+            failures.append(FailedCase(row["path"], f"the CSV row's plane {plane!r} is not valid; skipped"))
+            continue
         jobs.append(ExplainJob(root.joinpath(*relative.parts), row["path"], int(frame) if frame else None, reasons,
-                               row.get("sha256", "").strip()))
+                               row.get("sha256", "").strip(), plane))
     return _Plan(jobs, root, root, failures, skipped)
 
 
@@ -344,11 +355,11 @@ def explain_job(job: ExplainJob, explainer: Explainer, config: PreprocessConfig)
     if changed:
         return [FailedCase(job.display_path, changed)]
     try:
-        frames = read_image(job.source, least_side=config.decode_least_side)
+        frames = read_image(job.source, least_side=config.decode_least_side, planes=job.plane or "acquisition")
     except UnreadableImageError as error:
         return [FailedCase(job.display_path, str(error))]
     if job.frame is not None:
-        frames = [decoded for decoded in frames if decoded.frame == job.frame]
+        frames = [decoded for decoded in frames if decoded.frame == job.frame and decoded.plane == job.plane]
         if not frames:
             return [
                 FailedCase(job.display_path, f"frame {job.frame} is not in the file; was it replaced since the scan?")
@@ -360,7 +371,8 @@ def explain_job(job: ExplainJob, explainer: Explainer, config: PreprocessConfig)
         except ValueError as error:
             outcomes.append(FailedCase(job.display_path, f"cannot prepare the image: {error}"))
             continue
-        outcomes.append(_Explained(job, decoded.frame, decoded.pixels, image, explainer.explain(image)))
+        outcomes.append(_Explained(job, decoded.frame, decoded.pixels, image, explainer.explain(image),
+                                   decoded.plane))
     return outcomes
 
 
@@ -378,8 +390,9 @@ def _changed_since_scan(job: ExplainJob) -> str:
     return ""
 
 
-def overlay_path(source: Path, frame: int | None, method: str, *, root: Path, out_dir: Path) -> Path:
-    """Where the overlay of ``source`` (one of its frames) goes: under ``out_dir``, mirroring the tree under ``root``.
+def overlay_path(source: Path, frame: int | None, method: str, *, root: Path, out_dir: Path,
+                 plane: str | None = None) -> Path:
+    """Where the overlay of ``source`` (a frame, or a slice in ``plane``) goes: under ``out_dir``, mirroring ``root``.
 
     Examples
     --------
@@ -387,19 +400,23 @@ def overlay_path(source: Path, frame: int | None, method: str, *, root: Path, ou
     '/out/a/b.dcm.f3.lime.png'
     >>> overlay_path(Path("/in/b.png"), None, "gradcam", root=Path("/in"), out_dir=Path("/out")).as_posix()
     '/out/b.png.gradcam.png'
+    >>> overlay_path(Path("/in/t1.nii.gz"), 12, "lime", root=Path("/in"), out_dir=Path("/out"), plane="axial").name
+    't1.nii.gz.axial.f12.lime.png'
     """
-    name = source.name + (f".f{frame}" if frame is not None else "") + OVERLAY_SUFFIXES[method]
+    where = (f".{plane}" if plane else "") + (f".f{frame}" if frame is not None else "")
+    name = source.name + where + OVERLAY_SUFFIXES[method]
     return out_dir / source.parent.relative_to(root) / name
 
 
 def _write_case(explained: _Explained, bundle: ModelBundle, *, root: Path, out_dir: Path) -> ReviewCase | FailedCase:
     """Draw and write one overlay; the title's probability is the bundle's, as the scan reports it."""
-    job, frame = explained.job, explained.frame
-    display = job.display_path if frame is None else f"{job.display_path} (frame {frame})"
+    job, frame, plane = explained.job, explained.frame, explained.plane
+    display = job.display_path if frame is None else f"{job.display_path} ({plane or 'frame'} {frame})"
     probability = float(bundle.predict(explained.image[np.newaxis])[0])
     decision = bundle.decide(probability)
     caption = OverlayCaption(probability, decision, bundle.threshold, bundle.model_id, job.flag_reasons)
-    path = overlay_path(job.source, frame, explained.explanation.method, root=root, out_dir=out_dir)
+    path = overlay_path(job.source, frame, explained.explanation.method, root=root, out_dir=out_dir,
+                        plane=explained.plane)
     if path.exists() and not is_mriscan_overlay(path):
         return FailedCase(display, f"{path} exists and is not an overlay written by mriscan; move it or use --out-dir")
     try:

@@ -9,7 +9,7 @@ from urllib.parse import unquote
 
 import numpy as np
 import pytest
-from conftest import brain_like, dicom_bytes, run_cli_in_fresh_process
+from conftest import brain_like, dicom_bytes, head_volume, nifti_bytes, run_cli_in_fresh_process
 
 from mriscan.errors import ExplainError, OutputError
 from mriscan.explain.batch import ExplainSummary, default_output_dir, overlay_path, run_explain, select_rows
@@ -76,10 +76,11 @@ def _write_dicom(path: Path, frames: np.ndarray) -> Path:
     return path
 
 
-def _write_csv(path: Path, rows: list[dict[str, str]], model_id: str) -> Path:
+def _write_csv(path: Path, rows: list[dict[str, str]], model_id: str,
+               columns: tuple[str, ...] = CSV_COLUMNS) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     with path.open("w", newline="", encoding="utf-8") as handle:
-        writer = csv.DictWriter(handle, fieldnames=CSV_COLUMNS)
+        writer = csv.DictWriter(handle, fieldnames=columns)
         writer.writeheader()
         for row in rows:
             writer.writerow({"frame": "", "sha256": "", "threshold": "0.5", "model_id": model_id, "error": "", **row})
@@ -353,3 +354,28 @@ def test_explain_decodes_a_large_jpeg_as_scan_does(tmp_path: Path, version: int)
     decoded = decode_bytes(path.read_bytes(), least_side=config.decode_least_side)[0].pixels
     assert decoded.shape == ((240, 320) if version == 3 else (480, 640))
     np.testing.assert_array_equal(explained.image, preprocess(decoded, config))
+
+
+# --- volumes ----------------------------------------------------------------------------------
+
+
+def test_a_scan_csv_of_volume_slices_explains_each_row_in_its_own_plane(tmp_path: Path, bundle: ModelBundle) -> None:
+    root = tmp_path / "in"
+    root.mkdir()
+    (root / "t1.nii.gz").write_bytes(nifti_bytes(head_volume(3), np.diag([0.9, 0.9, 4.0, 1.0]), gz=True))
+    rows = [{**_row("t1.nii.gz", 0.4, True, "near_threshold"), "frame": "4", "plane": "axial"},
+            {**_row("t1.nii.gz", 0.45, True, "near_threshold"), "frame": "60", "plane": "coronal"}]
+    csv_path = _write_csv(tmp_path / "scan.csv", rows, bundle.model_id, columns=(*CSV_COLUMNS, "plane"))
+    summary = _explain(csv_path, bundle, input_root=root)
+    assert not summary.failures
+    assert sorted(case.overlay.name for case in summary.cases) == ["t1.nii.gz.axial.f4.lime.png",
+                                                                   "t1.nii.gz.coronal.f60.lime.png"]
+    assert sorted(case.display_path for case in summary.cases) == ["t1.nii.gz (axial 4)", "t1.nii.gz (coronal 60)"]
+
+
+def test_a_volume_as_target_is_explained_slice_by_slice_in_its_acquisition_plane(tmp_path: Path,
+                                                                                  bundle: ModelBundle) -> None:
+    path = tmp_path / "one.nii"  # one slice of head between two of air
+    path.write_bytes(nifti_bytes(head_volume(3, slices=1), np.diag([0.9, 0.9, 4.0, 1.0])))
+    summary = _explain(path, bundle)
+    assert [case.overlay.name for case in summary.cases] == [f"one.nii.axial.f{k}.lime.png" for k in range(3)]
