@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 import time
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
@@ -228,6 +228,7 @@ def load_and_deduplicate(files: list[LabelledFile], options: FitOptions, progres
     progress.loading(len(files))
     label_of = {f.path: f.label for f in files}
     source_of = {f.path: f.source for f in files}
+    class_folder_of = {f.path: f.class_folder for f in files}
     records = load_all([f.path for f in files], options.preprocessing, workers=options.workers,
                        on_chunk=progress.loaded, planes=options.planes)
     images_read = sum(r.ok for r in records)
@@ -245,7 +246,10 @@ def load_and_deduplicate(files: list[LabelledFile], options: FitOptions, progres
     # Near copies with different labels differ in what matters (a lesion, e.g. synth's paired
     # twins): one image of each label is kept, and their shared group keeps them in one split.
     conflicted = _label_conflicts(groups.group_ids, labels)
-    keep = _first_of_each_label(groups.group_ids, labels)
+    # Neighbouring slices of one volume can pass for near copies: they are distinct images of one patient
+    # (kept, and split together below); copies across patients are removed as for 2-D images.
+    patients = [_patient_of(r, class_folder_of[r.path]) for r in readable]
+    keep = _first_of_each_label(groups.group_ids, labels) | _within_one_patient(groups.group_ids, patients)
     removed = ~keep
     kinds = Counter(k for k, r in zip(groups.kinds, removed, strict=True) if r)
     kept_records = [r for r, k in zip(readable, keep, strict=True) if k]
@@ -264,14 +268,25 @@ def load_and_deduplicate(files: list[LabelledFile], options: FitOptions, progres
     return FitDataset(
         images=np.stack([r.model_input for r in kept_records]).astype(np.float32),
         labels=labels[keep],
-        # The slices of one volume (frames of one file) are one patient: one split (mriscan.data.split).
-        group_ids=join_groups(groups.group_ids, [str(r.path) for r in readable])[keep],
+        # The slices of one volume, and a patient's volumes, go to one split (mriscan.data.split).
+        group_ids=join_groups(groups.group_ids, patients)[keep],
         sources=np.array([source_of[r.path] for r in kept_records]),
         records=kept_records,
         counts=counts,
         lineage={"data_fingerprints": folder_fingerprints(
             options.data_dirs, [(r.path, CLASS_NAMES[label_of[r.path]], r.sha256) for r in records]), **exclusion},
     )
+
+
+def _patient_of(record: LoadedImage, class_folder: str) -> str:
+    """Whose image this is, as far as the files tell: what must not be split.
+
+    The volumes in one sub-folder of a class folder are one patient's (``no/patient01/t1.nii.gz`` and
+    ``no/patient01/flair.nii.gz``); a volume directly in its class folder is its own patient; any other
+    file (every frame of a DICOM file) is its own.
+    """
+    folder = record.path.parent
+    return str(folder) if record.plane is not None and folder.name != class_folder else str(record.path)
 
 
 def _remove_excluded_copies(readable: list[LoadedImage], options: FitOptions,
@@ -309,11 +324,27 @@ def _lineage(options: FitOptions, data: FitDataset, parent: ModelBundle | None) 
 
 def _label_conflicts(group_ids: np.ndarray, labels: np.ndarray) -> np.ndarray:
     """Images whose duplicate group holds both labels."""
-    low = np.full(group_ids.max() + 1, 2)
+    return ~_one_value_per_group(group_ids, labels)
+
+
+def _within_one_patient(group_ids: np.ndarray, patients: Sequence[str]) -> np.ndarray:
+    """Images whose duplicate group holds images of their own patient only.
+
+    Examples
+    --------
+    >>> _within_one_patient(np.array([0, 0, 1, 1, 2]), ["v", "v", "v", "w", "a"]).tolist()
+    [True, True, False, False, True]
+    """
+    return _one_value_per_group(group_ids, np.unique(np.asarray(patients, dtype=str), return_inverse=True)[1])
+
+
+def _one_value_per_group(group_ids: np.ndarray, values: np.ndarray) -> np.ndarray:
+    """Images whose duplicate group holds one of ``values`` (non-negative integers) only."""
+    low = np.full(group_ids.max() + 1, values.max() + 1)
     high = np.full(group_ids.max() + 1, -1)
-    np.minimum.at(low, group_ids, labels)
-    np.maximum.at(high, group_ids, labels)
-    return (low != high)[group_ids]
+    np.minimum.at(low, group_ids, values)
+    np.maximum.at(high, group_ids, values)
+    return (low == high)[group_ids]
 
 
 def _first_of_each_label(group_ids: np.ndarray, labels: np.ndarray) -> np.ndarray:
