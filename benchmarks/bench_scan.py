@@ -1,6 +1,7 @@
 """Scan throughput, start-up and peak memory, against a decode-only bound measured in the same run.
 
     python benchmarks/bench_scan.py [--data ../shared/data/br35h] [--repeat 4] [--model models/default] [--rounds 5]
+                                    [--nifti ../shared/data/openms] [--nifti-only]
 
 Prints, for the files of ``--data`` (repeated ``--repeat`` times through symlinks to reach 10,000+):
 - decode-only bound: files/s to decode (grey) and resize (150x150) with all cores (joblib);
@@ -20,6 +21,9 @@ Prints, for the files of ``--data`` (repeated ``--repeat`` times through symlink
 - the model's CPU cost per image against decoding's per file (issue 4's speed goal: at most 1x).
 With ``--rounds N`` the bound and the scans are measured N times, alternating, and the median
 ratio is printed too: on this shared machine one round's ratio moved between 0.32 and 0.50.
+- a NIfTI row, for the volumes of ``--nifti``: slices/s of a scan (marginal: a one-volume scan's time
+  and slices removed) against a decode-only bound in the same run (all cores: nibabel load, every slice of
+  the last array axis, resized to 150x150), and their ratio.
 Targets on a 2-core machine: ratio >= 0.5, start-up < 5 s, peak memory < 1.5 GB for 10,000 files.
 """
 
@@ -44,6 +48,7 @@ from mriscan.model.bundle import ModelBundle
 
 REPO = Path(__file__).resolve().parents[1]
 DEFAULT_DATA = REPO.parent / "shared" / "data" / "br35h"
+DEFAULT_VOLUMES = REPO.parent / "shared" / "data" / "openms"
 FIRST = 512
 """Files of the shorter scan of the two-point marginal throughput: eight chunks, so both workers start."""
 
@@ -62,6 +67,42 @@ def decode_only(paths: list[Path]) -> tuple[float, float]:
     started, cpu_before = time.monotonic(), _tree_cpu(os.getpid())
     Parallel(n_jobs=-1)(delayed(work)(chunk) for chunk in chunks)
     return time.monotonic() - started, _tree_cpu(os.getpid()) - cpu_before
+
+
+def nifti_decode_only(paths: list[Path]) -> tuple[float, int]:
+    """Seconds to load every volume (nibabel) and resize each slice of its last axis to 150x150; the slice count."""
+
+    def work(path: Path) -> int:
+        import nibabel as nib
+
+        volume = np.asarray(nib.load(path).dataobj, dtype=np.float32)
+        for index in range(volume.shape[2]):
+            cv2.resize(volume[:, :, index], (150, 150), interpolation=cv2.INTER_AREA)
+        return volume.shape[2]
+
+    started = time.monotonic()
+    slices = sum(Parallel(n_jobs=-1)(delayed(work)(path) for path in paths))
+    return time.monotonic() - started, slices
+
+
+def measure_nifti(folder: Path, tmp_path: Path, model: Path | None) -> None:
+    """The NIfTI row: scan slices/s (two-point, against a one-volume scan) and the decode-only bound's."""
+    volumes = sorted(p for p in folder.rglob("*") if p.name.endswith((".nii", ".nii.gz")))
+    if not volumes:
+        print(f"no volumes at {folder}; no NIfTI row")
+        return
+    (tmp_path / "one-volume").mkdir()
+    (tmp_path / "one-volume" / volumes[0].name).symlink_to(volumes[0])
+    nifti_decode_only(volumes[:2])  # starts the bound's worker processes
+    bound, bound_slices = nifti_decode_only(volumes)
+    one, _, _ = timed_scan(tmp_path / "one-volume", tmp_path / "one-volume.csv", model)
+    total, peak, _ = timed_scan(folder, tmp_path / "volumes.csv", model)
+    rows = sum(1 for _ in (tmp_path / "volumes.csv").open()) - 1
+    one_rows = sum(1 for _ in (tmp_path / "one-volume.csv").open()) - 1
+    marginal, bound_rate = (rows - one_rows) / max(total - one, 1e-6), bound_slices / bound
+    print(f"NIfTI: {len(volumes)} volumes, {rows} slices (acquisition plane); decode-only bound "
+          f"{bound_rate:.1f} slices/s; scan end to end {rows / total:.1f} slices/s ({total:.1f} s), marginal "
+          f"{marginal:.1f} slices/s = {marginal / bound_rate:.2f} x the bound; peak memory {peak / 2**30:.2f} GB")
 
 
 def _tree_sum(pid: int, value: Callable[[list[str]], float]) -> float:
@@ -198,10 +239,16 @@ def main() -> None:
     parser.add_argument("--data", type=Path, default=DEFAULT_DATA)
     parser.add_argument("--repeat", type=int, default=1, help="repeat the files this many times (4 -> 12,000)")
     parser.add_argument("--model", type=Path, default=None)
+    parser.add_argument("--nifti", type=Path, default=DEFAULT_VOLUMES, help="volumes for the NIfTI row")
+    parser.add_argument("--nifti-only", action="store_true", help="measure the NIfTI row only")
     parser.add_argument("--rounds", type=int, default=1,
                         help="measure bound and scan this many times, alternating, and print the median ratio "
                              "(on a noisy machine one round's ratio moves by +-20%%)")
     args = parser.parse_args()
+    with tempfile.TemporaryDirectory() as tmp:
+        measure_nifti(args.nifti, Path(tmp), args.model)
+    if args.nifti_only:
+        return
     files = sorted(p for p in args.data.rglob("*") if p.is_file())
     if not files:
         print(f"no data at {args.data}; skipping")
