@@ -18,9 +18,10 @@ import numpy as np
 from mriscan.data.preprocess import PreprocessConfig, preprocess
 from mriscan.data.quality import input_statistics, low_quality_reasons
 from mriscan.errors import MriscanError
-from mriscan.execution.base import DEFAULT_CHUNK_SIZE, chunked
+from mriscan.execution.base import DEFAULT_CHUNK_SIZE
 from mriscan.execution.executor import choose_executor
 from mriscan.io.dicom import read_dicom_uids
+from mriscan.io.discover import VOLUME_SUFFIXES
 from mriscan.io.hashing import bytes_sha256, file_sha256
 from mriscan.io.image import DecodedImage
 from mriscan.io.reader import DEFAULT_MAX_PIXELS, decode_bytes, read_file_bytes
@@ -118,6 +119,35 @@ def _load_frame(path: Path, sha256: str, image: DecodedImage, config: Preprocess
     )
 
 
+VOLUME_IMAGES = 32
+"""How many 2-D files a volume counts as when files are cut into chunks: roughly its slices."""
+
+
+def chunk_files(paths: Sequence[Path], chunk_size: int) -> list[list[Path]]:
+    """``paths`` cut into consecutive chunks (tasks) of about ``chunk_size`` images each.
+
+    A 2-D file counts as one image and a volume (``.nii``, ``.nii.gz``) as :data:`VOLUME_IMAGES`, so
+    that a folder of volumes still spreads over the workers instead of landing in one chunk.
+
+    Examples
+    --------
+    >>> [len(chunk) for chunk in chunk_files([Path(f"v{i}.nii.gz") for i in range(5)], 64)]
+    [2, 2, 1]
+    >>> [len(chunk) for chunk in chunk_files([Path(f"{i}.png") for i in range(5)], 2)]
+    [2, 2, 1]
+    """
+    chunks: list[list[Path]] = []
+    weight = 0
+    for path in paths:
+        images = VOLUME_IMAGES if str(path).lower().endswith(VOLUME_SUFFIXES) else 1
+        if not chunks or weight + images > chunk_size:
+            chunks.append([])
+            weight = 0
+        chunks[-1].append(path)
+        weight += images
+    return chunks
+
+
 def load_chunk(
     paths: Sequence[Path], config: PreprocessConfig, max_pixels: int, planes: str = "acquisition"
 ) -> list[LoadedImage]:
@@ -145,7 +175,7 @@ def iter_loaded_chunks(
     max_pixels : decompression-bomb limit passed to the decoder.
     planes : the planes volumes are cut in (:data:`mriscan.io.nifti.PLANE_CHOICES`).
     """
-    chunks = chunked(paths, chunk_size)
+    chunks = chunk_files(paths, chunk_size)
     with choose_executor(workers, chunks=len(chunks)) as executor:
         yield from executor.map_ordered(partial(load_chunk, config=config, max_pixels=max_pixels, planes=planes),
                                        chunks)

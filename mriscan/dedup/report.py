@@ -17,11 +17,11 @@ from pathlib import Path
 
 import numpy as np
 
-from mriscan.data.loader import LoadedImage, load_chunk
+from mriscan.data.loader import LoadedImage, chunk_files, load_chunk
 from mriscan.data.preprocess import PreprocessConfig
 from mriscan.dedup.index import THUMBNAIL_SIZE, find_cross_duplicates, find_duplicate_groups, thumbnails
 from mriscan.errors import OutputError
-from mriscan.execution.base import DEFAULT_CHUNK_SIZE, chunked
+from mriscan.execution.base import DEFAULT_CHUNK_SIZE
 from mriscan.execution.executor import choose_executor
 from mriscan.io.atomic import replace_file
 from mriscan.io.discover import find_candidates, relative_posix
@@ -74,7 +74,7 @@ def _no_thumbnails() -> np.ndarray:
 def load_thumbnailed(data_dir: Path, config: PreprocessConfig, *, workers: int = -1, scheduler: str | None = None,
                      chunk_size: int = DEFAULT_CHUNK_SIZE) -> ThumbnailedSet:
     """Every candidate under ``data_dir``, decoded and thumbnailed by ``workers`` or on the ``scheduler`` cluster."""
-    chunks = chunked(find_candidates(data_dir), chunk_size)
+    chunks = chunk_files(find_candidates(data_dir), chunk_size)
     with choose_executor(workers, scheduler=scheduler, chunks=len(chunks)) as executor:
         parts = list(executor.map_ordered(partial(thumbnail_chunk, config=config), chunks))
     return ThumbnailedSet.concatenate(parts)

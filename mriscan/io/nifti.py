@@ -56,7 +56,7 @@ _NIFTI1_MAGIC, _NIFTI1_MAGIC_OFFSET = b"n+1\x00", 344
 _NIFTI2_MAGIC, _NIFTI2_MAGIC_OFFSET = b"n+2\x00\r\n\x1a\n", 4
 _HEADER_BYTES = 544  # a NIfTI-2 header (540 bytes) and the 4-byte extension flag
 _GZIP_MAGIC = b"\x1f\x8b"
-_SAMPLE_SIZE = 1_000_000
+_SAMPLE_SIZE = 250_000
 _SQUARE_TOLERANCE = 0.01
 _MAX_SLICE_SIDE = 2048
 _AXIS_OF_PLANE = {"sagittal": 0, "coronal": 1, "axial": 2}
@@ -188,8 +188,11 @@ def _canonical_volume(image: nib.Nifti1Image) -> Volume:
     """Real-world float32 voxels (the proxy applies scl_slope/scl_inter) and the voxel sizes."""
     import nibabel as nib
 
-    data = np.asarray(image.dataobj, dtype=np.float32)
-    data = np.nan_to_num(data, nan=0.0, posinf=0.0, neginf=0.0, copy=False)
+    # Kept in the file's memory order (NIfTI stores x fastest): the copy is then one sequential pass
+    # (about 0.3 ms per slice, against 2-3 ms for a C-ordered copy), and axial slices are contiguous.
+    data = np.asarray(image.dataobj, dtype=np.float32, order="K")
+    if image.get_data_dtype().kind == "f":
+        data = np.nan_to_num(data, nan=0.0, posinf=0.0, neginf=0.0, copy=False)
     # An axis without a usable spacing (e.g. pixdim 0 in a 2-D image) counts as 1 mm.
     sizes = tuple(float(size) if np.isfinite(size) and size > 0 else 1.0
                   for size in nib.affines.voxel_sizes(image.affine))
@@ -248,8 +251,9 @@ def intensity_window(data: np.ndarray) -> tuple[float, float]:
 
 
 def _sample(data: np.ndarray) -> np.ndarray:
-    """Up to about a million evenly spread voxels."""
-    return data.ravel()[:: max(1, data.size // _SAMPLE_SIZE)]
+    """About :data:`_SAMPLE_SIZE` voxels on an even 3-D grid (a strided view: the volume is not copied)."""
+    step = max(1, int(np.ceil((data.size / _SAMPLE_SIZE) ** (1 / data.ndim))))
+    return data[(slice(None, None, step),) * data.ndim].ravel()
 
 
 def _window(sample: np.ndarray, threshold: float) -> tuple[float, float]:
@@ -284,8 +288,12 @@ def to_display(data: np.ndarray, window: tuple[float, float]) -> np.ndarray:
     [0, 0, 128, 255, 255]
     """
     low, high = window
-    scaled = (np.asarray(data, dtype=np.float32) - np.float32(low)) * np.float32(255.0 / (high - low))
-    return np.clip(np.rint(scaled), 0, 255).astype(np.uint8)
+    # Values under black raised to it, then OpenCV scales, rounds and saturates in one pass.
+    floor = np.maximum(np.asarray(data, dtype=np.float32), np.float32(low))
+    order = "F" if floor.flags.f_contiguous and not floor.flags.c_contiguous else "C"  # no copy either way
+    scale = 255.0 / (high - low)
+    display = cv2.convertScaleAbs(floor.reshape(-1, 1, order=order), alpha=scale, beta=-low * scale)
+    return display.reshape(floor.shape, order=order)
 
 
 def display_slice(display: np.ndarray, plane: Plane, index: int) -> np.ndarray:

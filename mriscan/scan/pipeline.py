@@ -20,9 +20,9 @@ from pathlib import Path
 import numpy as np
 
 from mriscan import __version__
-from mriscan.data.loader import LoadedImage, iter_loaded_chunks, load_chunk
+from mriscan.data.loader import LoadedImage, chunk_files, iter_loaded_chunks, load_chunk
 from mriscan.errors import NoImagesError
-from mriscan.execution.base import DEFAULT_CHUNK_SIZE, chunked
+from mriscan.execution.base import DEFAULT_CHUNK_SIZE
 from mriscan.execution.executor import choose_executor
 from mriscan.execution.shipping import opened
 from mriscan.io.discover import find_candidates, relative_posix
@@ -146,7 +146,7 @@ def _predicted_chunks(paths: list[Path], options: ScanOptions, bundle: ModelBund
     and predicts its chunks with the model shipped to it; a Keras-only bundle predicts here, on
     what local workers decoded and preprocessed.
     """
-    chunks = chunked(paths, options.chunk_size)
+    chunks = chunk_files(paths, options.chunk_size)
     if not chunks:  # e.g. a --resume with nothing left to do: no need for workers or the cluster
         return
     if bundle.network is None and options.scheduler is None:

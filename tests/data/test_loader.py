@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 from conftest import brain_like
 
-from mriscan.data.loader import iter_loaded_chunks, load_file
+from mriscan.data.loader import VOLUME_IMAGES, chunk_files, iter_loaded_chunks, load_file
 from mriscan.data.preprocess import PreprocessConfig, preprocess
 from mriscan.execution.local import LOOK_AHEAD_PER_WORKER
 from mriscan.io.hashing import file_sha256
@@ -88,3 +88,11 @@ def test_workers_load_only_a_few_chunks_ahead_of_the_consumer(tmp_path: Path, wr
     records = first + [record for chunk in chunks for record in chunk]
     assert [record.path for record in records] == paths
     assert all(record.ok for record in records), [record.error for record in records if not record.ok]
+
+
+def test_a_volume_counts_as_many_images_when_files_are_cut_into_chunks():
+    volumes = [Path(f"p{i}/t1.nii.gz") for i in range(6)] + [Path("x.NII")]
+    assert [len(chunk) for chunk in chunk_files(volumes, 2 * VOLUME_IMAGES)] == [2, 2, 2, 1]
+    mixed = [Path("a.png"), Path("v.nii"), Path("b.png"), Path("c.png")]
+    assert chunk_files(mixed, VOLUME_IMAGES + 1) == [[Path("a.png"), Path("v.nii")], [Path("b.png"), Path("c.png")]]
+    assert chunk_files([], 64) == []
