@@ -35,7 +35,7 @@ NO_FLAG = Flag((), ())
 
 @dataclass(frozen=True)
 class ScanResult:
-    """What a scan found for one image (one frame, one slice), or why it could not read it; a CSV row only in :meth:`row`."""
+    """What a scan found for one image (frame, slice), or why it could not read it; a CSV row only in :meth:`row`."""
 
     path: str  # relative to the scanned folder, with forward slashes
     frame: int | None
