@@ -115,6 +115,8 @@ def decode_bytes(
         with decoder_messages() as messages:  # libjpeg's and pydicom's warnings: the image's, not the terminal's
             images = _decode(bytes(data), max_pixels, least_side, planes)
         # A warning the reader already gave (e.g. a recovered truncation) says what libjpeg would repeat.
+        if not messages:
+            return images
         return [image if image.warnings else replace(image, warnings=tuple(messages)) for image in images]
     except Refusal as refusal:
         error_type = ImageTooLargeError if refusal.too_large else UnreadableImageError
