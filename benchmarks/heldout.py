@@ -33,6 +33,8 @@ from pathlib import Path
 
 import numpy as np
 
+from mriscan.model.calibrate import threshold_for_recall
+
 REPO = Path(__file__).resolve().parents[1]
 
 
@@ -267,8 +269,7 @@ def rule_threshold(rule: str, validation: dict, target: float = 0.98) -> float:
     real = ~np.array([s.endswith(SYNTHETIC_SUFFIXES) for s in sources])
 
     def keeping(selected: np.ndarray) -> float:
-        tumours = np.sort(probability[selected & (labels == 1)])[::-1]
-        return float(tumours[max(int(np.ceil(target * len(tumours) - 1e-9)), 1) - 1])
+        return threshold_for_recall(labels[selected], probability[selected], target)
 
     if rule == "all tumours":
         return keeping(np.ones(len(labels), bool))
