@@ -12,6 +12,8 @@ from typing import Any
 import cv2
 import numpy as np
 
+from mriscan.data.masks import fill_holes, largest_component
+
 STRIP_PEEL_RANGE = (0.06, 0.18)
 """Skull-and-scalp rim peeled off by :func:`strip_to_brain`, as a fraction of the head's equivalent radius."""
 
@@ -43,13 +45,10 @@ def brain_mask(unit: np.ndarray, peel: float) -> np.ndarray:
     as_byte = np.clip(unit * 255.0, 0, 255).astype(np.uint8)
     smoothed = cv2.GaussianBlur(as_byte, (5, 5), 0)
     level, _ = cv2.threshold(smoothed, 0, 255, cv2.THRESH_BINARY + cv2.THRESH_OTSU)
-    count, labels, stats, _ = cv2.connectedComponentsWithStats((smoothed > 0.5 * level).astype(np.uint8), 8)
-    if count <= 1:
+    foreground = (smoothed > 0.5 * level).astype(np.uint8)
+    if not foreground.any():
         return np.ones(unit.shape, np.float32)
-    head = (labels == 1 + int(np.argmax(stats[1:, cv2.CC_STAT_AREA]))).astype(np.uint8)
-    flood = np.pad(head, 1)
-    cv2.floodFill(flood, None, (0, 0), 1)
-    head = head | (1 - flood[1:-1, 1:-1])
+    head = fill_holes(largest_component(foreground))
     depth = cv2.distanceTransform(head, cv2.DIST_L2, 5)
     return (depth > peel * np.sqrt(head.sum() / np.pi)).astype(np.float32)
 

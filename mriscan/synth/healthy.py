@@ -13,6 +13,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from mriscan.data.masks import fill_holes, largest_component
 from mriscan.errors import InputFolderError, SynthError
 from mriscan.io.discover import find_candidates, relative_posix
 from mriscan.synth.lesion import MIN_BRAIN_PIXELS
@@ -54,23 +55,6 @@ def list_healthy_sources(folder: Path) -> list[tuple[str, Path]]:
     return sources
 
 
-def _largest_component(mask: np.ndarray) -> np.ndarray:
-    """Keep the largest 8-connected component of a 0/1 uint8 mask."""
-    count, labels, stats, _ = cv2.connectedComponentsWithStats(mask, connectivity=8)
-    if count <= 1:
-        return np.zeros_like(mask)
-    largest = 1 + int(np.argmax(stats[1:, cv2.CC_STAT_AREA]))
-    return (labels == largest).astype(np.uint8)
-
-
-def _fill_holes(mask: np.ndarray) -> np.ndarray:
-    """Fill the holes of a 0/1 uint8 mask (everything not reachable from the border)."""
-    padded = np.pad(mask, 1)
-    flood = padded.copy()
-    cv2.floodFill(flood, None, (0, 0), 1)
-    return (padded | (1 - flood))[1:-1, 1:-1]
-
-
 def estimate_brain_mask(image: np.ndarray) -> np.ndarray:
     """Estimate the brain of a grey slice: largest bright region, holes filled, scalp peeled off.
 
@@ -92,8 +76,8 @@ def estimate_brain_mask(image: np.ndarray) -> np.ndarray:
     """
     smoothed = cv2.GaussianBlur(image, (0, 0), max(image.shape) / 200.0)
     threshold, _ = cv2.threshold(smoothed, 0, 255, cv2.THRESH_BINARY + cv2.THRESH_OTSU)
-    head = _fill_holes(_largest_component((smoothed > 0.5 * threshold).astype(np.uint8)))
+    head = fill_holes(largest_component((smoothed > 0.5 * threshold).astype(np.uint8)))
     peel = _SCALP_FRACTION * np.sqrt(head.sum() / np.pi)
     # Eroding by a disc of radius ``peel`` is thresholding the distance to the outside.
     depth = cv2.distanceTransform(head, cv2.DIST_L2, 5)
-    return _largest_component((depth > peel).astype(np.uint8))
+    return largest_component((depth > peel).astype(np.uint8))
