@@ -107,7 +107,7 @@ def run_scan(
         summary.candidates = len(candidates)
         todo = _files_to_scan(candidates, writer, bundle.model_id, options)
         summary.skipped = len(candidates) - len(todo)
-        writer.start()
+        writer.start(relative_posix(path, options.input_dir) for path in todo)
         done = summary.skipped
         if on_progress is not None:  # starts the clock, so files/s and ETA leave out start-up and skipped files
             on_progress(done, len(candidates))

@@ -156,8 +156,14 @@ class ResultsWriter:
             handle.close()
         raise OutputError(f"could not lock {lock_path}: it keeps being replaced; is another scan starting?")
 
-    def start(self) -> None:
-        """Rewrite the partial file with the rows kept from before, ready for appending."""
+    def start(self, rescanning: Iterable[str] = ()) -> None:
+        """Rewrite the partial file with the rows kept from before, ready for appending.
+
+        The earlier rows of the files in ``rescanning`` (relative paths) are dropped: a file scanned again
+        gets only its new rows, although a replaced volume may have fewer slices or other planes.
+        """
+        dropped = set(rescanning)
+        self.previous = {key: row for key, row in self.previous.items() if row["path"] not in dropped}
         replace_file(self.partial, self._csv_bytes(self.previous.values()), sync=True)
         self._handle = open(self.partial, "a", encoding="utf-8", newline="")
 
