@@ -123,3 +123,70 @@ def test_the_study_csv_resumes_with_the_slice_csv(tmp_path, tiny_bundle, studies
     # Without --resume or --overwrite an existing study CSV is not replaced.
     result, _ = _scan(tiny_bundle, studies_folder, tmp_path / "other.csv", "--studies", str(studies))
     assert result.exit_code == EXIT_FATAL and "already exists" in result.output
+
+
+@pytest.fixture
+def volumes_folder(tmp_path):
+    """Three NIfTI volumes of 10, 7 and 12 slices (head and air) and a PNG, scanned in that order."""
+    root = tmp_path / "volumes"
+    root.mkdir()
+    for name, seed, slices in (("a.nii.gz", 2, 8), ("b.nii", 3, 5), ("c.nii.gz", 4, 10)):
+        data = nifti_bytes(head_volume(seed, slices=slices), np.diag([0.9, 0.9, 4.0, 1.0]), gz=name.endswith("gz"))
+        (root / name).write_bytes(data)
+    cv2.imwrite(str(root / "plain.png"), brain_like(9))
+    return root
+
+
+def _lines_killed_inside(lines: list[str], name: str) -> list[str]:
+    """The lines a run killed after writing half of volume ``name``'s rows left (rows in scan order)."""
+    rows = [k for k, line in enumerate(lines) if line.startswith(f"{name},")]
+    return lines[: rows[len(rows) // 2]]
+
+
+# How a kill inside volume b.nii (rows 10-16 of 29) can leave the partial CSV, from the reference lines.
+KILLS = {
+    "inside_the_first_volume": lambda lines: _lines_killed_inside(lines, "a.nii.gz"),
+    "inside_a_middle_volume": lambda lines: _lines_killed_inside(lines, "b.nii"),
+    "inside_the_last_volume": lambda lines: _lines_killed_inside(lines, "c.nii.gz"),
+    "inside_a_row": lambda lines: [*_lines_killed_inside(lines, "b.nii"), lines[14][:40]],
+    "again_while_resuming": lambda lines: [*_lines_killed_inside(lines, "b.nii"), *lines[11:14]],
+}
+
+
+@pytest.mark.parametrize("kill", list(KILLS))
+def test_a_scan_killed_inside_a_volume_resumes_to_the_csvs_of_an_uninterrupted_run(tmp_path, tiny_bundle,
+                                                                                    volumes_folder, kill):
+    reference, reference_studies = tmp_path / "reference.csv", tmp_path / "reference_studies.csv"
+    result, expected = _scan(tiny_bundle, volumes_folder, reference, "--studies", str(reference_studies))
+    assert result.exit_code == EXIT_OK, result.output
+    assert len(expected) == 10 + 7 + 12 + 1
+    out, studies = tmp_path / "slices.csv", tmp_path / "studies.csv"
+    lines = reference.read_text().split("\n")
+    (tmp_path / "slices.csv.partial").write_text("\n".join(KILLS[kill](lines)) + "\n" * (kill != "inside_a_row"))
+
+    result, rows = _scan(tiny_bundle, volumes_folder, out, "--studies", str(studies), "--resume")
+
+    assert result.exit_code == EXIT_OK, result.output
+    keys = [(row["path"], row["plane"], row["frame"]) for row in rows]
+    assert len(keys) == len(set(keys)) == len(expected)  # no duplicate, no missing slice
+    assert out.read_bytes() == reference.read_bytes()
+    assert studies.read_bytes() == reference_studies.read_bytes()
+    assert not (tmp_path / "slices.csv.partial").exists()
+
+
+@pytest.mark.parametrize("change", ["volume_replaced_by_a_shorter_one", "planes_all_then_acquisition"])
+def test_a_resumed_run_keeps_no_row_of_a_file_it_scanned_again(tmp_path, tiny_bundle, volumes_folder, change):
+    out, studies = tmp_path / "slices.csv", tmp_path / "studies.csv"
+    first = ("--planes", "all") if change == "planes_all_then_acquisition" else ()
+    assert _scan(tiny_bundle, volumes_folder, out, "--studies", str(studies), *first)[0].exit_code == EXIT_OK
+    if change == "volume_replaced_by_a_shorter_one":
+        (volumes_folder / "c.nii.gz").write_bytes(
+            nifti_bytes(head_volume(5, slices=4), np.diag([0.9, 0.9, 4.0, 1.0]), gz=True))
+
+    result, rows = _scan(tiny_bundle, volumes_folder, out, "--studies", str(studies), "--resume")
+
+    assert result.exit_code == EXIT_OK, result.output
+    reference, reference_studies = tmp_path / "reference.csv", tmp_path / "reference_studies.csv"
+    assert _scan(tiny_bundle, volumes_folder, reference, "--studies", str(reference_studies))[0].exit_code == EXIT_OK
+    assert out.read_bytes() == reference.read_bytes()
+    assert studies.read_bytes() == reference_studies.read_bytes()
