@@ -287,21 +287,67 @@ def draw_lesion(image: np.ndarray, brain_mask: np.ndarray, rng: np.random.Genera
         raise SynthError(f"the brain mask covers {int(brain.sum())} pixels; a lesion needs at least "
                          f"{MIN_BRAIN_PIXELS}. Use a larger image or one where the brain is visible.")
     image = np.asarray(image, dtype=np.float32)
-    depth = cv2.distanceTransform(brain.astype(np.uint8), cv2.DIST_L2, 5)
+    depth = _depth(brain)
     # A rough edge can, rarely, leave a very small lesion almost empty: draw again from the same stream.
     for _attempt in range(5):
-        inserted = _draw_once(image, brain, depth, rng, contrast, white_matter)
+        inserted = _draw_at(image, brain, depth, _place(brain, depth, rng), rng, contrast, white_matter)
         if np.count_nonzero(inserted.labels == MASS_LABEL) >= _MIN_MASS_PIXELS:
             return inserted
     raise SynthError("could not place a visible lesion in this brain mask; check that the mask covers the brain")
 
 
-def _draw_once(image: np.ndarray, brain: np.ndarray, depth: np.ndarray, rng: np.random.Generator, contrast: str,
-               white_matter: np.ndarray | None) -> InsertedLesion:
-    """Draw one lesion (see :func:`draw_lesion`); the mass may come out nearly empty."""
+@dataclass(frozen=True)
+class LesionPlacement:
+    """Where a lesion goes in a slice: its kind, centre (row, column) and mass radius in pixels."""
+
+    kind: str
+    centre: tuple[int, int]
+    radius: float
+
+
+def place_lesion(brain_mask: np.ndarray, rng: np.random.Generator) -> LesionPlacement:
+    """Choose a lesion's kind, size and centre in a brain, as :func:`draw_lesion` does.
+
+    Examples
+    --------
+    >>> brain = np.zeros((128, 128), dtype=np.uint8)
+    >>> brain[20:108, 20:108] = 1
+    >>> placement = place_lesion(brain, np.random.default_rng(0))
+    >>> placement.kind in LESION_KINDS, bool(brain[placement.centre]), bool(placement.radius >= 3)
+    (True, True, True)
+    """
+    brain = np.asarray(brain_mask) > 0.5
+    return _place(brain, _depth(brain), rng)
+
+
+def draw_lesion_at(image: np.ndarray, brain_mask: np.ndarray, placement: LesionPlacement, rng: np.random.Generator,
+                   contrast: str) -> InsertedLesion:
+    """Draw a lesion of the given kind, centre and radius into a slice (the rest drawn from ``rng``).
+
+    The same placement and the same ``rng`` seed on neighbouring slices give one lesion's sections
+    (outline, texture and intensities drawn alike); the mass may come out empty where the centre
+    is outside this slice's brain.
+    """
+    check_contrast(contrast)
+    brain = np.asarray(brain_mask) > 0.5
+    return _draw_at(np.asarray(image, dtype=np.float32), brain, _depth(brain), placement, rng, contrast, None)
+
+
+def _depth(brain: np.ndarray) -> np.ndarray:
+    """Distance of every brain pixel to the brain's edge, in pixels."""
+    return cv2.distanceTransform(brain.astype(np.uint8), cv2.DIST_L2, 5)
+
+
+def _place(brain: np.ndarray, depth: np.ndarray, rng: np.random.Generator) -> LesionPlacement:
     kind = str(rng.choice(LESION_KINDS, p=_KIND_WEIGHTS))
     radius = max(_log_uniform(rng, *_RADIUS[kind]) * np.sqrt(brain.sum() / np.pi), 3.0)
-    centre = _choose_centre(depth, radius, kind, rng)
+    return LesionPlacement(kind, _choose_centre(depth, radius, kind, rng), radius)
+
+
+def _draw_at(image: np.ndarray, brain: np.ndarray, depth: np.ndarray, placement: LesionPlacement,
+             rng: np.random.Generator, contrast: str, white_matter: np.ndarray | None) -> InsertedLesion:
+    """Draw one lesion where ``placement`` says (see :func:`draw_lesion`); the mass may come out nearly empty."""
+    kind, centre, radius = placement.kind, placement.centre, placement.radius
     region = _region(centre, 3.5 * radius, image.shape)
     local_centre = (float(centre[0] - region[0].start), float(centre[1] - region[1].start))
     maps = [image[region]] + ([] if white_matter is None else [np.asarray(white_matter, np.float32)[region]])
