@@ -96,10 +96,29 @@ def summarise_studies(rows: Iterable[Row], rule: StudyRule, model_id: str) -> li
             for (kind, study), members in sorted(studies.items())]
 
 
+def scored_rows(rows: Iterable[Row]) -> list[Row]:
+    """The slice rows a study's score comes from: the usable ones (readable, not ``low_quality``), or
+    every readable one when none is usable.
+
+    Examples
+    --------
+    >>> rows = [{"probability": "0.9", "flag_reason": "low_quality"}, {"probability": "0.2", "flag_reason": ""},
+    ...         {"probability": "", "flag_reason": "unreadable"}]
+    >>> [row["probability"] for row in scored_rows(rows)], len(scored_rows(rows[:1]))
+    (['0.2'], 1)
+    """
+    readable = [row for row in rows if row["probability"]]
+    return [row for row in readable if _usable(row)] or readable
+
+
+def _usable(row: Row) -> bool:
+    return "low_quality" not in row["flag_reason"].split(";")
+
+
 def _study_row(kind: str, study: str, rows: list[Row], rule: StudyRule, model_id: str) -> Row:
     readable = [row for row in rows if row["probability"]]
-    usable = [row for row in readable if "low_quality" not in row["flag_reason"].split(";")]
-    scored = usable or readable
+    usable = [row for row in readable if _usable(row)]
+    scored = scored_rows(rows)
     unreadable = [row for row in rows if row["error"]]
     series = sorted({row.get("series_instance_uid", "") for row in rows} - {""})
     row = {
