@@ -1,4 +1,4 @@
-"""One answer per study: grouping slice rows, the top-k rule, the flags, the atomic CSV."""
+"""One answer per study: grouping slice rows, the rule (maximum by default, or top-k mean), the flags, the CSV."""
 
 from __future__ import annotations
 
@@ -41,7 +41,16 @@ def test_the_score_is_the_mean_of_the_top_k_usable_slices_and_says_where_the_max
         "7", "6", "1", "3")
 
 
-def test_one_stray_slice_does_not_make_a_study_tumour_but_is_flagged_for_review():
+def test_by_default_one_slice_at_the_threshold_makes_the_study_tumour():
+    rule = StudyRule(threshold=0.5, review_threshold=0.3)
+    [study] = summarise_studies(volume("b.nii", [0.02] * 30 + [0.5]), rule, "m")
+    assert (study["prediction"], study["score"], study["max_frame"]) == ("tumor", "0.500000", "30")
+    assert study["rule"] == "highest usable slice probability" and study["flagged"] == "false"
+    [study] = summarise_studies(volume("b.nii", [0.02] * 30 + [0.49]), rule, "m")
+    assert study["prediction"] == "no_tumor" and study["flag_reason"] == "near_threshold"
+
+
+def test_with_a_top_k_above_1_one_stray_slice_does_not_make_a_study_tumour_but_is_flagged_for_review():
     [study] = summarise_studies(volume("b.nii", [0.02] * 30 + [0.8]), RULE, "m")
     assert study["prediction"] == "no_tumor"
     assert study["flag_reason"] == "tumor_slice"
