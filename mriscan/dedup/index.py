@@ -341,13 +341,61 @@ def hash_neighbours(
     >>> [rows.tolist() for rows in hash_neighbours(np.stack([base, other]), np.stack([other, base + 0.01]))]
     [[1], [0]]
     """
-    _check_limits(DEFAULT_MIN_CORRELATION, max_bucket)
-    query = _fingerprints([""] * len(query_thumbnails), query_thumbnails, max_hamming, "query", "query_thumbnails")
-    target = _fingerprints([""] * len(indexed_thumbnails), indexed_thumbnails, max_hamming, "indexed",
-                           "indexed_thumbnails")  # fmt: skip
-    index = _index_of(target, max_bucket)
-    return [_close(query, row, target, index.candidates(query.keys[row].tolist()), max_hamming)[0]
-            for row in range(len(query_thumbnails))]  # fmt: skip
+    query = perceptual_hashes(query_thumbnails, "query_thumbnails")
+    index = HashIndex(perceptual_hashes(indexed_thumbnails, "indexed_thumbnails"), max_hamming=max_hamming,
+                      max_bucket=max_bucket)
+    return [index.neighbours(packed)[0] for packed in query]
+
+
+def perceptual_hashes(thumbnails: np.ndarray, name: str = "thumbnails") -> np.ndarray:
+    """The :func:`perceptual_hash` of each thumbnail of an ``(n, 64, 64)`` stack, as an ``(n, 32)`` uint8 array.
+
+    Examples
+    --------
+    >>> perceptual_hashes(np.zeros((3, 64, 64), np.float32)).shape
+    (3, 32)
+    """
+    thumbs = np.asarray(thumbnails)
+    if thumbs.ndim != 3 or (len(thumbs) and min(thumbs.shape[1:]) < 2):
+        raise ValueError(f"Expected {name} of shape (n, 64, 64). Received: shape={thumbs.shape}")
+    if not len(thumbs):
+        return np.zeros((0, HASH_BITS // 8), np.uint8)
+    return np.stack([perceptual_hash(thumb) for thumb in thumbs])
+
+
+class HashIndex:
+    """Packed dHashes in a multi-index: which of them lie within ``max_hamming`` bits of a query hash.
+
+    The candidate stage of the searches above, for a set that is searched many times as it stands
+    (a model's training images, queried chunk by chunk): built once, asked once per query image.
+    Buckets are capped at ``max_bucket`` rows, as in :func:`find_duplicate_groups`.
+
+    Examples
+    --------
+    >>> hashes = np.zeros((2, 32), np.uint8); hashes[1, :4] = 255
+    >>> rows, distances = HashIndex(hashes, max_hamming=24).neighbours(np.zeros(32, np.uint8))
+    >>> rows.tolist(), distances.tolist()
+    ([0], [0])
+    """
+
+    def __init__(self, hashes: np.ndarray, *, max_hamming: int = DEFAULT_MAX_HAMMING,
+                 max_bucket: int = DEFAULT_MAX_BUCKET) -> None:
+        _check_limits(DEFAULT_MIN_CORRELATION, max_bucket)
+        _check_max_hamming(max_hamming)
+        packed = np.ascontiguousarray(hashes, dtype=np.uint8).reshape(-1, HASH_BITS // 8)
+        self._words = packed.view(np.uint16)
+        self._max_hamming = max_hamming
+        self._index = _MultiIndex(max_bucket)
+        for row, keys in enumerate(_bucket_keys(packed, max_hamming + 1).tolist()):
+            self._index.add(row, keys)
+
+    def neighbours(self, packed_hash: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """The indexed rows (ascending) within ``max_hamming`` bits of one packed hash, and their distances."""
+        packed = np.ascontiguousarray(packed_hash, dtype=np.uint8).reshape(1, HASH_BITS // 8)
+        rows = self._index.candidates(_bucket_keys(packed, self._max_hamming + 1)[0].tolist())
+        distances = _POPCOUNT16[np.bitwise_xor(self._words[rows], packed.view(np.uint16))].sum(axis=1, dtype=np.int64)
+        close = distances <= self._max_hamming
+        return rows[close], distances[close]
 
 
 @dataclass(frozen=True, eq=False)
@@ -365,16 +413,13 @@ class _Fingerprints:
 def _fingerprints(
     sha256s: Sequence[str], thumbnails: np.ndarray, max_hamming: int, sha_name: str, thumb_name: str
 ) -> _Fingerprints:
+    packed = perceptual_hashes(thumbnails, thumb_name)
     thumbs = np.asarray(thumbnails)
-    if thumbs.ndim != 3 or (len(thumbs) and min(thumbs.shape[1:]) < 2):
-        raise ValueError(f"Expected {thumb_name} of shape (n, 64, 64). Received: shape={thumbs.shape}")
     if len(sha256s) != len(thumbs):
         raise ValueError(
             f"Expected one of {sha_name} per image of {thumb_name}. Received: {len(sha256s)} and {len(thumbs)}"
         )
-    if not 0 <= max_hamming < HASH_BITS // 4:
-        raise ValueError(f"Expected 0 <= max_hamming < {HASH_BITS // 4}. Received: max_hamming={max_hamming}")
-    packed = np.stack([perceptual_hash(t) for t in thumbs]) if len(thumbs) else np.zeros((0, 32), np.uint8)
+    _check_max_hamming(max_hamming)
     pixels = thumbs.reshape(len(thumbs), thumbs.shape[1] * thumbs.shape[2])
     means, norms = _pixel_statistics(pixels)
     return _Fingerprints(
@@ -633,3 +678,8 @@ def _check_limits(min_correlation: float, max_bucket: int) -> None:
         raise ValueError(f"Expected -1 < min_correlation <= 1. Received: min_correlation={min_correlation}")
     if max_bucket < 1:
         raise ValueError(f"Expected max_bucket >= 1. Received: max_bucket={max_bucket}")
+
+
+def _check_max_hamming(max_hamming: int) -> None:
+    if not 0 <= max_hamming < HASH_BITS // 4:
+        raise ValueError(f"Expected 0 <= max_hamming < {HASH_BITS // 4}. Received: max_hamming={max_hamming}")
