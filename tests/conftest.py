@@ -111,11 +111,12 @@ def labelled_folder(tmp_path: Path, write_png) -> Path:
 
 
 def save_seed_bundle(out: Path, *, image_size: int = 64, threshold: float = 0.5, review_threshold: float = 0.3,
-                     zero_weights: bool = False, **card: object) -> Path:
+                     zero_weights: bool = False, seen: list[Path] | None = None, **card: object) -> Path:
     """Save an untrained 'seed' network as a proper bundle; with ``zero_weights`` it says P = 0.5 to everything.
 
     Its card claims validation figures above the quality floor (so scans with it print no model
-    warning) unless ``metrics`` is given: tests of the floor pass their own.
+    warning) unless ``metrics`` is given: tests of the floor pass their own. With ``seen``, the bundle
+    keeps the fingerprints of those image files as the images it was trained on (as fit would).
     """
     from mriscan.data.preprocess import PreprocessConfig
     from mriscan.model.architectures import build_model
@@ -129,8 +130,20 @@ def save_seed_bundle(out: Path, *, image_size: int = 64, threshold: float = 0.5,
               "preprocessing": PreprocessConfig(image_size=image_size).to_dict(), "threshold": threshold,
               "review_threshold": review_threshold, "input_statistics_ranges": {},
               "metrics": {"validation": {"auroc": 0.95, "n": 400}}, **card}
-    save_bundle(model, ModelCard.from_json(fields), out)
+    fingerprints = None if seen is None else fingerprints_of(seen, image_size)
+    save_bundle(model, ModelCard.from_json(fields), out, fingerprints=fingerprints)
     return out
+
+
+def fingerprints_of(paths: list[Path], image_size: int = 64):
+    """The fingerprints fit keeps of these image files, preprocessed at ``image_size`` as a seed bundle's images."""
+    from mriscan.data.loader import load_all
+    from mriscan.data.preprocess import PreprocessConfig
+    from mriscan.dedup.fingerprints import ImageFingerprints
+    from mriscan.dedup.index import thumbnails
+
+    records = [r for r in load_all(paths, PreprocessConfig(image_size=image_size), workers=1) if r.ok]
+    return ImageFingerprints.of_images([r.image_key for r in records], thumbnails(r.model_input for r in records))
 
 
 @pytest.fixture(scope="session")

@@ -4,7 +4,9 @@ A bundle is refused when a file is missing, when the weights' sha256 differs fro
 ``model_id`` (truncated or swapped weights), or when Keras' ``safe_mode`` rejects its content
 (e.g. a Lambda layer carrying code). Bundles written by ``fit`` also hold ``model.onnx``, the network
 that predicts (``mriscan/model/export.py``; in int8, its outputs are what the thresholds were chosen
-on), checked against the card the same way.
+on), checked against the card the same way, and the fingerprints of the images the model was trained
+and validated on (``fingerprints.json.gz``, ``mriscan/dedup/fingerprints.py``), so that evaluate can
+tell its own training images from new ones.
 """
 
 from __future__ import annotations
@@ -21,10 +23,11 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from mriscan.data.preprocess import PreprocessConfig
+from mriscan.dedup.fingerprints import FINGERPRINTS_FILE, NEAR_COPY_RULE, ImageFingerprints
 from mriscan.errors import ModelBundleError
 from mriscan.io.atomic import check_output_folder, replace_file, write_folder_atomically
-from mriscan.io.hashing import file_sha256
-from mriscan.model.card import ModelCard, NetworkFileEntry
+from mriscan.io.hashing import bytes_sha256, file_sha256
+from mriscan.model.card import FingerprintsEntry, ModelCard, NetworkFileEntry, read_pinned_file
 
 if TYPE_CHECKING:
     from mriscan.model.export import NetworkFile
@@ -37,6 +40,7 @@ PREDICT_BATCH = 64
 NO_TUMOR, TUMOR = "no_tumor", "tumor"
 """The two predictions (the class names of the model's output 0 and 1)."""
 _UNUSED_BY_KERAS = ("sklearn", "matplotlib")
+_FINGERPRINTS_ROLE = "the fingerprints of the images the model was trained on"
 
 
 @dataclass(frozen=True)
@@ -84,6 +88,12 @@ class ModelBundle:
     @property
     def temperature(self) -> float:
         return self.card.temperature
+
+    @cached_property
+    def training_fingerprints(self) -> ImageFingerprints | None:
+        """The fingerprints of the images this model was trained and validated on; None when its card lists
+        none (bundles made before fit kept them)."""
+        return read_fingerprints(self.directory, self.card)
 
     def decide(self, probability: float) -> str:
         """The prediction for a P(tumor): the one place a probability becomes ``tumor`` or ``no_tumor``.
@@ -192,6 +202,8 @@ def load_bundle(model_dir: Path | None = None, *, keras: bool = True) -> ModelBu
             f"{weights} does not match its card: its sha256 differs from model_id {card.model_id[:12]}... "
             "in model.json. The weights were damaged or swapped; restore the bundle or train a new one."
         )
+    if card.fingerprints is not None:
+        read_pinned_file(directory, card.fingerprints, "fingerprints", _FINGERPRINTS_ROLE)
     network = _load_network(directory, card)
     if network is not None and not keras:
         return ModelBundle(model=None, card=card, directory=directory, network=network)
@@ -214,6 +226,18 @@ def _load_network(directory: Path, card: ModelCard) -> OnnxNetwork | None:
     if network is not None:
         _check_input_size(network.input_shape[1:], card, directory / entry.file_name)
     return network
+
+
+def read_fingerprints(directory: Path, card: ModelCard) -> ImageFingerprints | None:
+    """The bundle's fingerprints file, checked against the card and read; None when the card lists none."""
+    if card.fingerprints is None:
+        return None
+    data = read_pinned_file(directory, card.fingerprints, "fingerprints", _FINGERPRINTS_ROLE)
+    try:
+        return ImageFingerprints.from_bytes(data)
+    except ValueError as error:
+        raise ModelBundleError(f"{directory / card.fingerprints.file_name} cannot be read ({error}); restore the "
+                               "bundle or train a new one") from error
 
 
 def pinned_files(card: ModelCard) -> dict[str, str]:
@@ -271,6 +295,7 @@ def save_bundle(
     overwrite: bool = False,
     write_extras: Callable[[Path], None] | None = None,
     network: NetworkFile | None = None,
+    fingerprints: ImageFingerprints | None = None,
 ) -> ModelCard:
     """Write a bundle into a temporary folder beside ``out_dir``, then move it into place.
 
@@ -278,7 +303,10 @@ def save_bundle(
     ``overwrite`` an existing bundle is kept as ``<out_dir>.replaced-<UTC time>``, never deleted.
     ``network`` is written as ``model.onnx`` (fit passes the network its thresholds were chosen
     on); by default it is ``model``'s folded network in fp32, which computes what Keras does.
-    Returns the final card: ``card`` with the saved weights' ``model_id``, ``created`` and the network file.
+    ``fingerprints`` (of the images the model has seen) are written as ``fingerprints.json.gz``,
+    completing ``card.fingerprints`` (which may say where they come from); without them the card lists none.
+    Returns the final card: ``card`` with the saved weights' ``model_id``, ``created``, the network file
+    and the fingerprints file.
     """
     saved: list[ModelCard] = []
 
@@ -290,6 +318,7 @@ def save_bundle(
         if network_file is not None:
             final = replace(final, network_file=NetworkFileEntry.from_json(network_file.entry))
             (staging / final.network_file.file_name).write_bytes(network_file.data)
+        final = _with_fingerprints_file(final, fingerprints, staging)
         write_card(final, staging)
         saved.append(final)
         if write_extras is not None:
@@ -297,6 +326,17 @@ def save_bundle(
 
     write_folder_atomically(Path(out_dir), write, overwrite=overwrite, kind="bundle")
     return saved[-1]
+
+
+def _with_fingerprints_file(card: ModelCard, fingerprints: ImageFingerprints | None, folder: Path) -> ModelCard:
+    """Write the fingerprints file into ``folder``; return the card that lists it (without fingerprints: lists none)."""
+    if fingerprints is None:
+        return replace(card, fingerprints=None)
+    data = fingerprints.to_bytes()
+    (folder / FINGERPRINTS_FILE).write_bytes(data)
+    entry = replace(card.fingerprints or FingerprintsEntry(), name=FINGERPRINTS_FILE, sha256=bytes_sha256(data),
+                    images=len(fingerprints), near_copy_rule=NEAR_COPY_RULE)
+    return replace(card, fingerprints=entry)
 
 
 def _fp32_network_file(model: Any) -> NetworkFile | None:

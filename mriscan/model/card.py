@@ -9,7 +9,8 @@ values are written back as they were read unless they changed, in the order they
 
 Older cards are upgraded when read, in the typed values only (the text stays): a card without a
 preprocessing ``version`` was made with version 1, one without ``calibration`` has temperature 1,
-one without ``network_file`` predicts with Keras.
+one without ``network_file`` predicts with Keras, one without ``fingerprints`` cannot tell its training
+images from others.
 """
 
 from __future__ import annotations
@@ -17,15 +18,17 @@ from __future__ import annotations
 import json
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, fields, replace
+from pathlib import Path
 from typing import Any, ClassVar, TypeVar
 
 from mriscan.data.preprocess import PreprocessConfig
 from mriscan.errors import ModelBundleError
+from mriscan.io.hashing import bytes_sha256
 
 REQUIRED_FIELDS = ("model_id", "architecture", "input_size", "preprocessing", "threshold", "review_threshold")
 MODEL_DEFINING_FIELDS = (*REQUIRED_FIELDS, "input_channels", "class_names", "calibration",
-                         "input_statistics_ranges", "network_file")
-"""What scan reads from a card to turn pixels into rows: never changed after fit."""
+                         "input_statistics_ranges", "network_file", "fingerprints")
+"""What scan reads from a card to turn pixels into rows, and the files it pins: never changed after fit."""
 ONNX_FILE = "model.onnx"
 
 Record = TypeVar("Record", bound="JsonRecord")
@@ -85,6 +88,15 @@ def _encode(value: Any) -> Any:
     return value
 
 
+def _plain_name(name: str) -> str:
+    """The last part of a file name from a card (a card never names a file outside its bundle)."""
+    return Path(str(name)).name
+
+
+def _strings(value: Any) -> tuple[str, ...]:
+    return tuple(str(item) for item in value)
+
+
 @dataclass(frozen=True, kw_only=True)
 class Calibration(JsonRecord):
     """How the network's outputs were calibrated: a temperature on the logit scale."""
@@ -113,17 +125,35 @@ class NetworkFileEntry(JsonRecord):
         >>> NetworkFileEntry(name="../elsewhere/model.onnx").file_name
         'model.onnx'
         """
-        from pathlib import PurePath
-
-        return PurePath(str(self.name)).name
+        return _plain_name(self.name)
 
     @property
     def precision_name(self) -> str:
         return self.precision or "fp32"
 
 
-def _strings(value: Any) -> tuple[str, ...]:
-    return tuple(str(item) for item in value)
+@dataclass(frozen=True, kw_only=True)
+class FingerprintsEntry(JsonRecord):
+    """The fingerprints of the images the model was trained and validated on (``mriscan/dedup/fingerprints.py``).
+
+    ``images`` counts them; ``splits`` says which of fit's splits they come from; ``parent`` (for a
+    model trained ``--init-from`` another) holds that model's id and how many of its own it passed on
+    (None: it kept none, so copies of its training images go unnoticed).
+    """
+
+    name: str = ""
+    sha256: str = ""
+    images: int = 0
+    splits: tuple[str, ...] = ()
+    near_copy_rule: str | None = None
+    parent: Mapping[str, Any] | None = None
+
+    DECODE: ClassVar[Mapping[str, Callable[[Any], Any]]] = {"images": int, "splits": _strings}
+
+    @property
+    def file_name(self) -> str:
+        """The plain file name: never a path outside the bundle."""
+        return _plain_name(self.name)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -152,12 +182,13 @@ class ModelCard(JsonRecord):
     lineage: Mapping[str, Any] | None = None
     created: str | None = None
     network_file: NetworkFileEntry | None = None
+    fingerprints: FingerprintsEntry | None = None
 
     DECODE: ClassVar[Mapping[str, Callable[[Any], Any]]] = {
         "model_id": str, "architecture": str, "input_size": int, "input_channels": int, "parameters": int,
         "preprocessing": PreprocessConfig.from_dict, "class_names": _strings, "threshold": float,
         "review_threshold": float, "threshold_sources": _strings, "calibration": Calibration.from_json,
-        "network_file": NetworkFileEntry.from_json,
+        "network_file": NetworkFileEntry.from_json, "fingerprints": FingerprintsEntry.from_json,
     }
 
     @classmethod
@@ -201,10 +232,12 @@ class ModelCard(JsonRecord):
         return {f["sha256"] for f in lineage.get("data_fingerprints", []) if f["files"]}
 
     def pinned_files(self) -> dict[str, str]:
-        """The bundle's files whose sha256 the card records: ``model.keras``, and the network file when listed."""
+        """The bundle's files whose sha256 the card records: ``model.keras``, and the network and fingerprints
+        files when listed."""
         files = {"model.keras": self.model_id}
-        if self.network_file:
-            files[self.network_file.file_name] = self.network_file.sha256
+        for entry in (self.network_file, self.fingerprints):
+            if entry:
+                files[entry.file_name] = entry.sha256
         return files
 
     def with_figures(self, **figures: Any) -> ModelCard:
@@ -217,3 +250,24 @@ class ModelCard(JsonRecord):
         extra = {k: v for k, v in figures.items() if k not in declared}
         # written as given, new keys in the order given (the card's text so far, then the figures)
         return replace(self, **declared, extra={**self.extra, **extra}, source={**self.to_json(), **figures})
+
+
+def read_pinned_file(directory: Path, entry: NetworkFileEntry | FingerprintsEntry, field_name: str, role: str) -> bytes:
+    """The bytes of a file the card lists under ``field_name``, after checking them against its sha256.
+
+    Raises
+    ------
+    ModelBundleError
+        When the file is missing or unreadable, or its sha256 differs from the card's (``role`` says
+        what the card lists it as).
+    """
+    path = Path(directory) / entry.file_name
+    try:
+        data = path.read_bytes()
+    except OSError as error:
+        raise ModelBundleError(f"{path} is missing or unreadable ({error.strerror}): the card lists it as {role}; "
+                               "restore the bundle or train a new one") from error
+    if bytes_sha256(data) != entry.sha256:
+        raise ModelBundleError(f"{path} does not match its card: its sha256 differs from {field_name}.sha256 in "
+                               "model.json. The file was damaged or swapped; restore the bundle or train a new one.")
+    return data

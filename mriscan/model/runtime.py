@@ -11,9 +11,8 @@ from pathlib import Path
 import numpy as np
 
 from mriscan.errors import ModelBundleError
-from mriscan.io.hashing import bytes_sha256
 from mriscan.model.card import ONNX_FILE as ONNX_FILE  # the network file's default name, re-exported
-from mriscan.model.card import NetworkFileEntry
+from mriscan.model.card import NetworkFileEntry, read_pinned_file
 
 INPUT_NAME = "image"
 """The name of the network's input in the graph."""
@@ -57,17 +56,9 @@ def load_network_file(directory: Path, entry: NetworkFileEntry | None, threads: 
     """
     if entry is None:
         return None
-    path = Path(directory) / entry.file_name
-    try:
-        data = path.read_bytes()
-    except OSError as error:
-        raise ModelBundleError(f"{path} is missing or unreadable ({error.strerror}): the card lists it as the "
-                               "network to scan with; restore the bundle or train a new one") from error
-    if bytes_sha256(data) != entry.sha256:
-        raise ModelBundleError(f"{path} does not match its card: its sha256 differs from network_file.sha256 in "
-                               "model.json. The file was damaged or swapped; restore the bundle or train a new one.")
+    data = read_pinned_file(directory, entry, "network_file", "the network to scan with")
     try:
         return OnnxNetwork(data, threads=threads)
     except Exception as error:  # ONNX Runtime raises its own types for files it cannot load
-        raise ModelBundleError(f"{path} could not be loaded by ONNX Runtime ({type(error).__name__}: "
-                               f"{str(error)[:300]})") from error
+        raise ModelBundleError(f"{Path(directory) / entry.file_name} could not be loaded by ONNX Runtime "
+                               f"({type(error).__name__}: {str(error)[:300]})") from error

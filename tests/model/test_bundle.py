@@ -6,11 +6,20 @@ import zipfile
 
 import numpy as np
 import pytest
-from conftest import REPO
+from conftest import REPO, brain_like, fingerprints_of, save_seed_bundle
 
 from mriscan.errors import ModelBundleError, OutputError
 from mriscan.io.hashing import file_sha256
-from mriscan.model.bundle import CARD_FILE, MODEL_FILE, apply_temperature, load_bundle, read_card, save_bundle
+from mriscan.model.bundle import (
+    CARD_FILE,
+    MODEL_FILE,
+    apply_temperature,
+    load_bundle,
+    pinned_files,
+    read_card,
+    save_bundle,
+    update_card,
+)
 from mriscan.model.card import ModelCard
 
 
@@ -100,6 +109,29 @@ def test_save_refuses_existing_bundle_and_keeps_old_on_overwrite(tiny_bundle, tm
     assert not list(tmp_path.glob(".copy.partial-*"))
 
 
+def test_the_fingerprints_of_the_training_images_are_pinned_and_a_changed_file_refused(tmp_path, write_png):
+    seen = [write_png(tmp_path / "seen" / f"s{i}.png", brain_like(i)) for i in range(4)]
+    folder = save_seed_bundle(tmp_path / "model", seen=seen)
+    bundle = load_bundle(folder)
+    entry = bundle.card.fingerprints
+    assert entry.images == 4 and pinned_files(bundle.card)[entry.file_name] == file_sha256(folder / entry.file_name)
+    assert bundle.training_fingerprints.keys == tuple(file_sha256(path) for path in seen)
+    with pytest.raises(ModelBundleError, match="cannot change"):
+        update_card(folder, fingerprints={**entry.to_json(), "images": 3})
+    (folder / entry.file_name).write_bytes(fingerprints_of(seen[:3]).to_bytes())  # well formed, not the pinned one
+    with pytest.raises(ModelBundleError, match="fingerprints.json.gz does not match its card"):
+        load_bundle(folder)
+    (folder / entry.file_name).unlink()
+    with pytest.raises(ModelBundleError, match="fingerprints.json.gz is missing"):
+        load_bundle(folder)
+
+
+def test_a_bundle_made_before_fingerprints_has_none(tiny_bundle):
+    bundle = load_bundle(tiny_bundle)
+    assert bundle.card.fingerprints is None and bundle.training_fingerprints is None
+    assert list(pinned_files(bundle.card)) == ["model.keras", "model.onnx"]
+
+
 def test_temperature_one_is_identity_and_monotone():
     p = np.array([0.1, 0.4, 0.9])
     assert np.allclose(apply_temperature(p, 1.0), p)
@@ -108,8 +140,6 @@ def test_temperature_one_is_identity_and_monotone():
 
 
 def test_update_card_adds_figures_but_never_what_defines_the_model(tiny_bundle, tmp_path):
-    from mriscan.model.bundle import update_card
-
     bundle = tmp_path / "b"
     shutil.copytree(tiny_bundle, bundle)
     before = load_bundle(bundle)
