@@ -1,7 +1,8 @@
 """``mriscan fit``: find -> load (parallel) -> drop copies of --exclude images -> deduplicate the whole
 set -> split by group -> train (from scratch, or from --init-from's weights) -> export the network
 scan will use (int8) -> calibrate on validation with that network's outputs -> evaluate on test ->
-save the bundle with that network, its card (and lineage) and pictures.
+save the bundle with that network, its card (and lineage), the fingerprints of the images it has seen
+and pictures.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from mriscan.data.loader import LoadedImage, load_all
 from mriscan.data.preprocess import PreprocessConfig
 from mriscan.data.quality import training_ranges
 from mriscan.data.split import join_groups, split_by_group
+from mriscan.dedup.fingerprints import ImageFingerprints
 from mriscan.dedup.index import find_cross_duplicates, find_duplicate_groups, thumbnails
 from mriscan.errors import DataLayoutError, ModelBundleError, TrainingError
 from mriscan.evaluation.metrics import classification_metrics, safety_net_metrics
@@ -36,7 +38,7 @@ from mriscan.model.bundle import (
     save_bundle,
 )
 from mriscan.model.calibrate import choose_thresholds, expected_calibration_error, fit_temperature
-from mriscan.model.card import Calibration, ModelCard
+from mriscan.model.card import Calibration, FingerprintsEntry, ModelCard
 from mriscan.model.lineage import UNLABELLED, folder_fingerprints
 from mriscan.model.quality_floor import quality_warnings
 
@@ -50,6 +52,9 @@ CALIBRATION_IMAGES = 256
 """How many training images (a fixed subset) set the int8 network's activation ranges."""
 CHECK_IMAGES = 256
 """How many validation images (a fixed subset) measure the int8 network's difference from Keras."""
+SEEN_SPLITS = ("train", "validation")
+"""The splits a model has seen: trained on the one, its best epoch, temperature and thresholds chosen on
+the other. The test split stays unseen, so its images may be evaluated like any new ones."""
 
 
 class FitProgress(Protocol):
@@ -132,13 +137,35 @@ def run_fit(options: FitOptions, progress: FitProgress) -> ModelCard:
     card = model_card(options, data, split, result, evaluation, seconds=time.monotonic() - started,
                       network=network, parent=parent)
     card = card.with_figures(quality_warnings=quality_warnings(card))
+    progress.stage("fingerprinting the images the model has seen (training and validation splits)")
+    fingerprints, entry = seen_images(data, split, parent)
+    card = replace(card, fingerprints=entry)
     progress.stage(f"saving {options.out_dir}")
 
     def write_extras(folder: Path) -> None:
         _write_metrics_and_plots(folder, card, result.history, evaluation)
 
     return save_bundle(model, card, options.out_dir, overwrite=options.overwrite, write_extras=write_extras,
-                       network=network)
+                       network=network, fingerprints=fingerprints)
+
+
+def seen_images(data: FitDataset, split: Any,
+                parent: ModelBundle | None) -> tuple[ImageFingerprints, FingerprintsEntry]:
+    """The fingerprints of the images the model has seen, and what the card says of them.
+
+    Those of the training and validation splits, and those the ``--init-from`` model kept of its own
+    (its weights learnt from them too). ``save_bundle`` completes the entry with the file.
+    """
+    seen = np.concatenate([split.train, split.validation])
+    fingerprints = ImageFingerprints.of_images([data.records[i].image_key for i in seen],
+                                               thumbnails(data.images[i] for i in seen))
+    if parent is None:
+        return fingerprints, FingerprintsEntry(splits=SEEN_SPLITS)
+    inherited = parent.training_fingerprints
+    if inherited is not None:
+        fingerprints = fingerprints.joined(inherited)
+    return fingerprints, FingerprintsEntry(splits=SEEN_SPLITS, parent={
+        "model_id": parent.model_id, "images": None if inherited is None else len(inherited)})
 
 
 def _train(options: FitOptions, data: FitDataset, split: Any, parent: ModelBundle | None, progress: FitProgress) -> Any:

@@ -121,6 +121,11 @@ def test_init_from_continues_training_without_copies_of_the_excluded_folder(trai
                                          "sha256": lineage["excluded_dirs"][0]["sha256"]}]
     assert lineage["data_fingerprints"][0]["files"] == 63 and card["data"]["images_used"] == 60
     assert lineage["data_fingerprints"][0]["sha256"] != parent.card.lineage["data_fingerprints"][0]["sha256"]
+    seen = card["fingerprints"]  # the images it has seen: its own training and validation images, and its parent's
+    split = card["data"]["split_sizes"]
+    inherited = len(parent.training_fingerprints)
+    assert seen["parent"] == {"model_id": parent.model_id, "images": inherited}
+    assert seen["images"] == split["train"] + split["validation"] + inherited
 
 
 def test_the_table_legend_reads_well_whatever_the_folders_are_called():

@@ -2,20 +2,24 @@
 
 import json
 from pathlib import Path
+from types import SimpleNamespace
 
+import cv2
 import numpy as np
 import pytest
 from conftest import SilentFitProgress
 
 from mriscan.data.dataset import find_labelled_files
+from mriscan.data.loader import LoadedImage
 from mriscan.data.preprocess import PreprocessConfig
 from mriscan.data.split import Split, split_by_group
+from mriscan.dedup.fingerprints import EXACT, ImageFingerprints
 from mriscan.evaluation.metrics import classification_metrics
 from mriscan.io.hashing import bytes_sha256
 from mriscan.model.bundle import CARD_FILE, apply_temperature, network_probability
 from mriscan.model.calibrate import choose_thresholds, fit_temperature
 from mriscan.model.export import INT8
-from mriscan.model.fit import FitDataset, FitOptions, calibrate_and_evaluate, load_and_deduplicate
+from mriscan.model.fit import FitDataset, FitOptions, calibrate_and_evaluate, load_and_deduplicate, seen_images
 from mriscan.model.runtime import ONNX_FILE, OnnxNetwork
 
 
@@ -40,6 +44,26 @@ def test_calibration_uses_the_outputs_of_the_network_it_is_given():
     test_probability = apply_temperature(fake_network(images[split.test]), temperature)
     assert evaluation["test"] == {**evaluation["test"], **classification_metrics(labels[split.test], test_probability,
                                                                                  expected.threshold)}
+
+
+def test_fit_keeps_the_fingerprints_of_the_training_and_validation_images_and_of_its_parents():
+    rng = np.random.default_rng(5)
+    images = np.stack([cv2.GaussianBlur(rng.random((64, 64), dtype=np.float32), (0, 0), 4) for _ in range(10)])
+    records = [LoadedImage(path=Path(f"{i}.png"), sha256=f"{i:064x}") for i in range(10)]
+    data = FitDataset(images=images[..., np.newaxis], labels=np.array([0, 1] * 5), group_ids=np.arange(10),
+                      sources=np.array(["a"] * 10), records=records)
+    split = Split(train=np.arange(6), validation=np.arange(6, 8), test=np.arange(8, 10))
+    fingerprints, entry = seen_images(data, split, parent=None)
+    assert fingerprints.keys == tuple(r.sha256 for r in records[:8])  # the test split stays unseen
+    assert entry.splits == ("train", "validation") and entry.parent is None
+    assert fingerprints.copies([r.image_key for r in records], images) == (EXACT,) * 8 + ("", "")
+    kept_by_parent = ImageFingerprints.of_images([records[9].image_key], images[9:])
+    fingerprints, entry = seen_images(data, split, SimpleNamespace(model_id="p" * 64,
+                                                                   training_fingerprints=kept_by_parent))
+    assert len(fingerprints) == 9 and entry.parent == {"model_id": "p" * 64, "images": 1}
+    assert fingerprints.copies([records[9].image_key], images[9:]) == (EXACT,)  # its weights learnt from it too
+    _, entry = seen_images(data, split, SimpleNamespace(model_id="p" * 64, training_fingerprints=None))
+    assert entry.parent == {"model_id": "p" * 64, "images": None}  # the parent kept none: the card says so
 
 
 def test_fit_chooses_the_thresholds_on_the_int8_network_it_saves(trained_bundle):
