@@ -115,6 +115,9 @@ _MEASURING = _stacked(
     click.option("--bootstrap", "resamples", type=click.IntRange(100), default=1000, show_default=True,
                  help="Bootstrap resamples for the 95% intervals."),
     click.option("--seed", type=int, default=2021, show_default=True, help="Seed of the bootstrap."),
+    click.option("--include-training-copies", is_flag=True,
+                 help="Keep images that are exact or near copies of a model's training or validation images in "
+                      "the figures (by default they are counted and left out: they overstate the model)."),
     _WORKERS,
 )
 _REPORT_FOLDER = _stacked(
@@ -400,18 +403,22 @@ def synth(out_dir: Path, count: int, seed: int, planes: tuple[str, ...], contras
 @_MEASURING
 @_fatal_on_mriscan_error
 def evaluate(data_dirs: tuple[Path, ...], model_dir: Path | None, out_dir: Path, overwrite: bool,
-             positive: tuple[str, ...], negative: tuple[str, ...], resamples: int, seed: int, workers: int) -> None:
+             positive: tuple[str, ...], negative: tuple[str, ...], resamples: int, seed: int,
+             include_training_copies: bool, workers: int) -> None:
     """Measure a model on labelled class folders and write a report folder.
 
     AUROC, sensitivity and specificity at the model's threshold, tumours predicted or flagged,
     flagged share and calibration, with bootstrap 95% intervals; report.md, metrics.json and
     ROC, confusion-matrix and reliability pictures. DATA_DIRS follow fit's folder-name rules.
+    Images that copy the model's training or validation images are counted and left out.
     """
     from mriscan.evaluation.evaluate import LabelledData
     from mriscan.evaluation.report import metrics_table, run_evaluation
 
-    data = LabelledData(dirs=data_dirs, positive=positive, negative=negative, workers=workers)
+    data = LabelledData(dirs=data_dirs, positive=positive, negative=negative, workers=workers,
+                        include_training_copies=include_training_copies)
     evaluation = run_evaluation(model_dir, data, out_dir, overwrite=overwrite, seed=seed, resamples=resamples)
+    _warn_about_training_copies(evaluation.training_copies)
     click.echo(metrics_table({"value [95% CI]": evaluation.metrics}))
     click.echo(f"{evaluation.data['images']} images, {evaluation.data['unreadable']} unreadable -> {out_dir}")
 
@@ -424,18 +431,22 @@ def evaluate(data_dirs: tuple[Path, ...], model_dir: Path | None, out_dir: Path,
 @_MEASURING
 @_fatal_on_mriscan_error
 def compare(model_a: Path, model_b: Path, data_dirs: tuple[Path, ...], out_dir: Path, overwrite: bool,
-            positive: tuple[str, ...], negative: tuple[str, ...], resamples: int, seed: int, workers: int) -> None:
+            positive: tuple[str, ...], negative: tuple[str, ...], resamples: int, seed: int,
+            include_training_copies: bool, workers: int) -> None:
     """Compare two models on the same labelled images and write a report folder.
 
     Side-by-side metrics with bootstrap intervals, DeLong's test of the AUROC difference,
     McNemar's test at each model's own threshold, overlaid ROC curves and disagreements.csv.
+    Images that copy either model's training or validation images are counted and left out.
     """
     from mriscan.evaluation.compare import comparison_table, disagreement_rows, run_comparison
     from mriscan.evaluation.evaluate import LabelledData
 
-    data = LabelledData(dirs=data_dirs, positive=positive, negative=negative, workers=workers)
+    data = LabelledData(dirs=data_dirs, positive=positive, negative=negative, workers=workers,
+                        include_training_copies=include_training_copies)
     comparison = run_comparison(model_a, model_b, data, out_dir, overwrite=overwrite, seed=seed,
                                 resamples=resamples)
+    _warn_about_training_copies(comparison.training_copies)
     click.echo(f"A = {model_a}, B = {model_b}\n{comparison_table(comparison)}")
     click.echo(f"{comparison.data['images']} images, {len(disagreement_rows(comparison))} called differently "
                f"-> {out_dir}")
@@ -451,22 +462,32 @@ def compare(model_a: Path, model_b: Path, data_dirs: tuple[Path, ...], out_dir: 
 @_MEASURING
 @_fatal_on_mriscan_error
 def promote(new_model: Path, current_model: Path, data_dirs: tuple[Path, ...], positive: tuple[str, ...],
-            negative: tuple[str, ...], resamples: int, seed: int, workers: int) -> None:
+            negative: tuple[str, ...], resamples: int, seed: int, include_training_copies: bool,
+            workers: int) -> None:
     """Put NEW_MODEL in CURRENT's place, only if it is not worse on the --data images.
 
     Refused (exit code 1) when the new sensitivity is more than 0.01 below the current one, when it
     misses significantly more tumours (McNemar), or when its AUROC is significantly lower (DeLong),
-    at p < 0.05. The replaced bundle is kept as <CURRENT>.v<N>-<model_id>.
+    at p < 0.05. The replaced bundle is kept as <CURRENT>.v<N>-<model_id>. The decision leaves out
+    images that copy either model's training or validation images.
     """
     from mriscan.evaluation.compare import comparison_table
     from mriscan.evaluation.evaluate import LabelledData
     from mriscan.evaluation.promote import models_legend, promote_model
 
-    data = LabelledData(dirs=data_dirs, positive=positive, negative=negative, workers=workers)
+    data = LabelledData(dirs=data_dirs, positive=positive, negative=negative, workers=workers,
+                        include_training_copies=include_training_copies)
     promotion = promote_model(new_model, current_model, data, seed=seed, resamples=resamples)
+    _warn_about_training_copies(promotion.comparison.training_copies)
     click.echo(f"{models_legend(current_model, new_model)}\n{comparison_table(promotion.comparison)}")
     click.echo(f"promoted {new_model} (model_id {promotion.card.model_id[:12]}) to {current_model}; "
                f"the replaced model is kept as {promotion.kept_as}")
+
+
+def _warn_about_training_copies(copies: Any) -> None:
+    """Say how many images copy a model's training images, or that it cannot be told (never silently)."""
+    for warning in copies.warnings():
+        click.echo(f"mriscan: warning: {warning}", err=True)
 
 
 def _load_model(model_dir: Path | None, quiet: bool = False, keras: bool = True):

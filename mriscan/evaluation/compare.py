@@ -1,7 +1,8 @@
 """``mriscan compare``: two models on the same labelled images, side by side, with paired tests.
 
-Both models score the same images (read once when their preprocessing is identical). The report
-folder holds ``report.md``, ``metrics.json``, ``roc_curves.png`` (both curves on one plot) and
+Both models score the same images (read once when their preprocessing is identical): by default
+those that copy neither model's training images (``training_copies.py``). The report folder holds
+``report.md``, ``metrics.json``, ``roc_curves.png`` (both curves on one plot) and
 ``disagreements.csv`` (the images the two models call differently at their own thresholds).
 """
 
@@ -31,6 +32,7 @@ from mriscan.evaluation.report import (
     require_readable,
     write_json,
 )
+from mriscan.evaluation.training_copies import TrainingCopies, set_aside_training_copies
 from mriscan.io.atomic import check_output_folder, write_folder_atomically
 from mriscan.model.bundle import ModelBundle, load_bundle
 
@@ -56,6 +58,7 @@ class Comparison:
     mcnemar_tumours: McnemarResult
     predictions: SharedPredictions
     bootstrap: dict[str, Any]
+    training_copies: TrainingCopies
 
 
 def run_comparison(model_a: Path, model_b: Path, data: LabelledData, out_dir: Path, *, overwrite: bool = False,
@@ -69,9 +72,12 @@ def run_comparison(model_a: Path, model_b: Path, data: LabelledData, out_dir: Pa
 
 def compare_models(bundle_a: ModelBundle, bundle_b: ModelBundle, data: LabelledData, *, seed: int = 2021,
                    resamples: int = 1000) -> Comparison:
-    """Score the same images with both bundles and test the differences."""
+    """Score the same images with both bundles and test the differences (on the images neither has seen,
+    unless ``data.include_training_copies``)."""
     shared = predict_folders_shared([bundle_a, bundle_b], data)
     require_readable(shared, data)
+    shared, copies = set_aside_training_copies(shared, [bundle_a, bundle_b], ["model A", "model B"],
+                                               keep=data.include_training_copies)
     labels, (probability_a, probability_b) = shared.labels, shared.probabilities
     tumour = labels == 1
     predicted_a, predicted_b = probability_a >= bundle_a.threshold, probability_b >= bundle_b.threshold
@@ -80,11 +86,11 @@ def compare_models(bundle_a: ModelBundle, bundle_b: ModelBundle, data: LabelledD
         model_a=model_facts(bundle_a), model_b=model_facts(bundle_b),
         metrics_a=summarise(labels, probability_a, bundle_a, seed=seed, resamples=resamples),
         metrics_b=summarise(labels, probability_b, bundle_b, seed=seed, resamples=resamples),
-        data={**data_facts(shared), "read_once": shared.loading_passes == 1},
+        data={**data_facts(shared, copies), "read_once": shared.loading_passes == 1},
         auroc=delong_test(labels, probability_a, probability_b) if both_classes else None,
         mcnemar_all=mcnemar_test(predicted_a == tumour, predicted_b == tumour),
         mcnemar_tumours=mcnemar_test(predicted_a[tumour], predicted_b[tumour]),
-        predictions=shared, bootstrap=bootstrap_facts(seed, resamples),
+        predictions=shared, bootstrap=bootstrap_facts(seed, resamples), training_copies=copies,
     )
 
 

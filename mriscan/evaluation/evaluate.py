@@ -1,7 +1,9 @@
 """Metrics of a model bundle on labelled folders, with bootstrap confidence intervals.
 
 This is how a site (or a benchmark) measures a model on data it was not trained on: the same
-folder-name rules as ``fit``, the same loading and preprocessing as ``scan``.
+folder-name rules as ``fit``, the same loading and preprocessing as ``scan``. Each image is also
+checked against the fingerprints of the images each model was trained and validated on
+(``mriscan/evaluation/training_copies.py`` decides what to do with the copies).
 """
 
 from __future__ import annotations
@@ -13,8 +15,9 @@ from pathlib import Path
 import numpy as np
 
 from mriscan.data.dataset import CLASS_NAMES, LabelledFile, find_labelled_files
-from mriscan.data.loader import iter_loaded_chunks
+from mriscan.data.loader import LoadedImage, iter_loaded_chunks
 from mriscan.data.preprocess import PreprocessConfig
+from mriscan.dedup.index import thumbnails
 from mriscan.evaluation.metrics import classification_metrics, safety_net_metrics
 from mriscan.model.bundle import ModelBundle
 from mriscan.model.calibrate import expected_calibration_error
@@ -26,12 +29,17 @@ INTERVAL_METRICS = ("auroc", "sensitivity", "specificity", "accuracy", "tumors_p
 
 @dataclass(frozen=True)
 class LabelledData:
-    """Labelled class folders to measure models on (the folder-name rules of ``fit``)."""
+    """Labelled class folders to measure models on (the folder-name rules of ``fit``).
+
+    ``include_training_copies`` keeps images that copy a model's training images in the figures
+    (by default they are left out, and counted).
+    """
 
     dirs: tuple[Path, ...]
     positive: tuple[str, ...] = ()
     negative: tuple[str, ...] = ()
     workers: int = -1
+    include_training_copies: bool = False
 
 
 @dataclass(frozen=True)
@@ -51,6 +59,9 @@ class SharedPredictions:
 
     ``fingerprints`` are :func:`mriscan.model.lineage.folder_fingerprints` of the folders read;
     ``loading_passes`` is 1 when every model shares one preprocessing, so images were read once.
+    ``training_copies`` holds, per model, what each image is of the images that model was trained
+    and validated on (``"exact"`` or ``"near"`` copy, or ``""``), or None when its bundle keeps no
+    fingerprints of them.
     """
 
     labels: np.ndarray
@@ -61,6 +72,7 @@ class SharedPredictions:
     unreadable: int
     fingerprints: list[dict]
     loading_passes: int
+    training_copies: tuple[tuple[str, ...] | None, ...] = ()
 
 
 def predict_folders(
@@ -97,6 +109,7 @@ def _predict_files(bundles: Sequence[ModelBundle], files: list[LabelledFile], da
     sha256_of: dict[Path, str] = {}
     failed: set[tuple[Path, int | None]] = set()
     scored: list[dict[tuple[Path, int | None], float]] = [{} for _ in bundles]
+    copied: list[dict[tuple[Path, int | None], str]] = [{} for _ in bundles]
     passes = _bundles_by_preprocessing(bundles)
     for config, members in passes.items():
         for chunk in iter_loaded_chunks([f.path for f in files], config, workers=workers):
@@ -104,10 +117,8 @@ def _predict_files(bundles: Sequence[ModelBundle], files: list[LabelledFile], da
             failed.update((r.path, r.frame) for r in chunk if not r.ok)
             readable = [r for r in chunk if r.ok and not r.outside_head]  # as fit: slices in the head only
             if readable:
-                batch = np.stack([r.model_input for r in readable])
-                batch_keys = [(r.path, r.frame) for r in readable]
-                for i in members:
-                    scored[i].update(zip(batch_keys, bundles[i].predict(batch), strict=True))
+                _score_chunk(readable, [bundles[i] for i in members], [scored[i] for i in members],
+                             [copied[i] for i in members])
     keys = [key for key in scored[0] if all(key in s for s in scored[1:])]
     unreadable = len(failed | ({key for s in scored for key in s} - set(keys)))
     return SharedPredictions(
@@ -120,7 +131,23 @@ def _predict_files(bundles: Sequence[ModelBundle], files: list[LabelledFile], da
         fingerprints=folder_fingerprints(
             data_dirs, [(f.path, CLASS_NAMES[f.label], sha256_of.get(f.path, "")) for f in files]),
         loading_passes=len(passes),
+        training_copies=tuple(None if bundle.training_fingerprints is None else tuple(c[key] for key in keys)
+                              for bundle, c in zip(bundles, copied, strict=True)),
     )
+
+
+def _score_chunk(readable: list[LoadedImage], bundles: Sequence[ModelBundle],
+                 scored: Sequence[dict[tuple[Path, int | None], float]],
+                 copied: Sequence[dict[tuple[Path, int | None], str]]) -> None:
+    """Each bundle's P(tumor) for the readable images of a chunk, and what each image is of its training images."""
+    batch = np.stack([r.model_input for r in readable])
+    batch_keys = [(r.path, r.frame) for r in readable]
+    thumbs = thumbnails(batch) if any(b.training_fingerprints is not None for b in bundles) else None
+    for bundle, probabilities, copies in zip(bundles, scored, copied, strict=True):
+        probabilities.update(zip(batch_keys, bundle.predict(batch), strict=True))
+        if bundle.training_fingerprints is not None:
+            kinds = bundle.training_fingerprints.copies([r.image_key for r in readable], thumbs)
+            copies.update(zip(batch_keys, kinds, strict=True))
 
 
 def _bundles_by_preprocessing(bundles: Sequence[ModelBundle]) -> dict[PreprocessConfig, list[int]]:

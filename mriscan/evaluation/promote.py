@@ -125,6 +125,7 @@ def promote_model(new_dir: Path, current_dir: Path, data: LabelledData, *, rule:
             f"kept {current_dir}; {new_dir} was not promoted because\n"
             + "".join(f"  - {reason}\n" for reason in decision.reasons)
             + f"\n{models_legend(current_dir, new_dir)}\n{comparison_table(comparison)}\n\n"
+            + "".join(f"{line}\n" for line in comparison.training_copies.warnings())
             + f"Rule: {rule.describe()}"
         )
     kept_as = current.directory.with_name(_version_name(current))

@@ -1,8 +1,9 @@
 """``mriscan evaluate``: how one model does on a site's own labelled images, as a report folder.
 
 The folder holds ``report.md`` (for people), ``metrics.json`` (for programs), ``roc_curve.png``,
-``confusion_matrix.png`` and ``reliability_diagram.png``; it is written atomically. The tables and
-facts here are shared with ``mriscan compare`` and ``mriscan promote``.
+``confusion_matrix.png`` and ``reliability_diagram.png``; it is written atomically. The figures leave
+out copies of the model's training images unless asked to keep them (``training_copies.py``). The
+tables and facts here are shared with ``mriscan compare`` and ``mriscan promote``.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ import numpy as np
 from mriscan import __version__
 from mriscan.errors import DataLayoutError
 from mriscan.evaluation.evaluate import LabelledData, SharedPredictions, predict_folders_shared, summarise
+from mriscan.evaluation.training_copies import TrainingCopies, set_aside_training_copies
 from mriscan.io.atomic import check_output_folder, write_folder_atomically
 from mriscan.model.bundle import ModelBundle, load_bundle
 from mriscan.model.calibrate import reliability_bins
@@ -47,6 +49,7 @@ class Evaluation:
     bootstrap: dict[str, Any]
     labels: np.ndarray
     probability: np.ndarray
+    training_copies: TrainingCopies
 
 
 def run_evaluation(model_dir: Path | None, data: LabelledData, out_dir: Path, *, overwrite: bool = False,
@@ -60,15 +63,21 @@ def run_evaluation(model_dir: Path | None, data: LabelledData, out_dir: Path, *,
 
 def evaluate_model(bundle: ModelBundle, data: LabelledData, *, seed: int = 2021,
                    resamples: int = 1000) -> Evaluation:
-    """Predict every labelled image and measure the bundle at its own thresholds."""
+    """Predict every labelled image and measure the bundle at its own thresholds.
+
+    Copies of the bundle's training images are counted and, unless ``data.include_training_copies``,
+    left out of the figures.
+    """
     predictions = predict_folders_shared([bundle], data)
     require_readable(predictions, data)
+    predictions, copies = set_aside_training_copies(predictions, [bundle], ["this model"],
+                                                    keep=data.include_training_copies)
     labels, probability = predictions.labels, predictions.probabilities[0]
     return Evaluation(
-        model=model_facts(bundle), data=data_facts(predictions),
+        model=model_facts(bundle), data=data_facts(predictions, copies),
         metrics=summarise(labels, probability, bundle, seed=seed, resamples=resamples),
         reliability=reliability_bins(labels, probability), bootstrap=bootstrap_facts(seed, resamples),
-        labels=labels, probability=probability,
+        labels=labels, probability=probability, training_copies=copies,
     )
 
 
@@ -130,12 +139,13 @@ def model_facts(bundle: ModelBundle) -> dict[str, Any]:
             "review_threshold": bundle.review_threshold}
 
 
-def data_facts(predictions: SharedPredictions) -> dict[str, Any]:
-    """What a report says about the data: fingerprints of the folders and the images counted."""
+def data_facts(predictions: SharedPredictions, copies: TrainingCopies) -> dict[str, Any]:
+    """What a report says about the data: fingerprints of the folders, the images counted (those the figures
+    are measured on) and the copies of the models' training images."""
     tumours = int(predictions.labels.sum())
     return {"folders": predictions.fingerprints, "images": len(predictions.labels), "tumor": tumours,
             "no_tumor": len(predictions.labels) - tumours, "unreadable": predictions.unreadable,
-            "by_source": dict(Counter(predictions.sources.tolist()))}
+            "by_source": dict(Counter(predictions.sources.tolist())), "training_copies": copies.as_record()}
 
 
 def bootstrap_facts(seed: int, resamples: int) -> dict[str, Any]:
@@ -180,11 +190,15 @@ def describe_model(role: str, model: Mapping[str, Any]) -> str:
 
 
 def describe_data(data: Mapping[str, Any]) -> str:
-    """One markdown line about the data."""
+    """A markdown paragraph about the data: the folders, the images measured, the copies of training images."""
     folders = ", ".join(f"`{f['dir']}` ({f['files']} files, fingerprint `{f['sha256'][:12]}`)"
                         for f in data["folders"])
-    return (f"Data: {folders}: {data['images']} images read ({data['tumor']} tumor, {data['no_tumor']} no_tumor), "
-            f"{data['unreadable']} unreadable.")
+    copies = data["training_copies"]
+    measured = (f"{data['images']} images measured" if copies["left_out"] else f"{data['images']} images read")
+    return "\n".join([
+        f"Data: {folders}: {measured} ({data['tumor']} tumor, {data['no_tumor']} no_tumor), "
+        f"{data['unreadable']} unreadable.", "", *(f"{sentence[0].upper()}{sentence[1:]}." for sentence in
+                                                   copies["summary"])])
 
 
 def describe_bootstrap(bootstrap: Mapping[str, Any]) -> str:
