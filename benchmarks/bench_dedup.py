@@ -184,7 +184,7 @@ def _report_thresholds(files: list[Path], thumbs: np.ndarray) -> None:
           f"{above} reach min_correlation={DEFAULT_MIN_CORRELATION}")  # fmt: skip
 
 
-def _copy(raw: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+def planted_copy(raw: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     """A re-encoded, rescaled and/or shifted copy, as collections accumulate them."""
     steps = rng.choice(["jpeg", "resize", "shift"], size=int(rng.integers(1, 4)), replace=False)
     image = raw
@@ -206,7 +206,7 @@ def _copy_thumbnails(jobs: list[tuple[Path, int, int]], seed: int) -> list[np.nd
     for path, original, number in jobs:
         if path != path_decoded:
             path_decoded, decoded = path, _decode(path)
-        thumbs.append(_thumbnail_of(_copy(decoded, np.random.default_rng([seed, original, number]))))
+        thumbs.append(_thumbnail_of(planted_copy(decoded, np.random.default_rng([seed, original, number]))))
     return thumbs
 
 

@@ -11,9 +11,9 @@ carries three fingerprints of each, made from the model input (the model's own p
 
 Why a sketch: dedup confirms a candidate on 64x64 thumbnails (4 KB each even in 8 bits: 57 MB for
 14,000 images, too much to ship), and the hash alone is no test: brain slices look alike at its
-resolution (a quarter of Br35H's distinct slices lie within 24 bits of another). Measured on Br35H
-(docs/research.md, "Copies of a model's training images"), the sketch test finds as many planted
-copies as dedup's own test and takes about 2% of distinct slices for copies, at about 130 bytes an image.
+resolution (a quarter of Br35H's distinct slices lie within 24 bits of another). On Br35H
+(docs/research.md, "Copies of a model's training images"), the sketch test finds 91% of planted copies
+(dedup's own test: 93%) and takes 1.5% of new slices for copies (0.4%), at about 130 bytes an image.
 """
 
 from __future__ import annotations
