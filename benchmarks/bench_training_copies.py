@@ -31,17 +31,13 @@ from pathlib import Path
 
 import numpy as np
 
-REPOSITORY = Path(__file__).resolve().parents[1]
-for folder in (REPOSITORY, REPOSITORY / "benchmarks"):
-    if str(folder) not in sys.path:
-        sys.path.insert(0, str(folder))  # so that a checkout runs it without installing mriscan
+# bench_dedup (beside this script) puts this checkout on sys.path: it runs without installing mriscan.
+from bench_dedup import REPOSITORY, planted_copy
 
-from bench_dedup import planted_copy  # noqa: E402
-
-from mriscan.data.loader import load_all  # noqa: E402
-from mriscan.data.preprocess import PreprocessConfig, preprocess  # noqa: E402
-from mriscan.dedup.fingerprints import ImageFingerprints  # noqa: E402
-from mriscan.dedup.index import (  # noqa: E402
+from mriscan.data.loader import load_all
+from mriscan.data.preprocess import PreprocessConfig, preprocess
+from mriscan.dedup.fingerprints import ImageFingerprints
+from mriscan.dedup.index import (
     HashIndex,
     find_cross_duplicates,
     find_duplicate_groups,
@@ -49,7 +45,7 @@ from mriscan.dedup.index import (  # noqa: E402
     thumbnail,
     thumbnails,
 )
-from mriscan.io.discover import find_candidates  # noqa: E402
+from mriscan.io.discover import find_candidates
 
 DEFAULT_DATA = REPOSITORY.parent / "shared" / "data" / "br35h"
 
