@@ -420,7 +420,8 @@ def evaluate(data_dirs: tuple[Path, ...], model_dir: Path | None, out_dir: Path,
     evaluation = run_evaluation(model_dir, data, out_dir, overwrite=overwrite, seed=seed, resamples=resamples)
     _warn_about_training_copies(evaluation.training_copies)
     click.echo(metrics_table({"value [95% CI]": evaluation.metrics}))
-    click.echo(f"{evaluation.data['images']} images, {evaluation.data['unreadable']} unreadable -> {out_dir}")
+    click.echo(f"{evaluation.data['images']} images, {evaluation.data['unreadable']} unreadable"
+               f"{_left_out(evaluation.training_copies)} -> {out_dir}")
 
 
 @cli.command(epilog=EXIT_CODES_HELP)
@@ -448,8 +449,8 @@ def compare(model_a: Path, model_b: Path, data_dirs: tuple[Path, ...], out_dir: 
                                 resamples=resamples)
     _warn_about_training_copies(comparison.training_copies)
     click.echo(f"A = {model_a}, B = {model_b}\n{comparison_table(comparison)}")
-    click.echo(f"{comparison.data['images']} images, {len(disagreement_rows(comparison))} called differently "
-               f"-> {out_dir}")
+    click.echo(f"{comparison.data['images']} images{_left_out(comparison.training_copies)}, "
+               f"{len(disagreement_rows(comparison))} called differently -> {out_dir}")
 
 
 @cli.command(epilog=EXIT_CODES_HELP)
@@ -488,6 +489,11 @@ def _warn_about_training_copies(copies: Any) -> None:
     """Say how many images copy a model's training images, or that it cannot be told (never silently)."""
     for warning in copies.warnings():
         click.echo(f"mriscan: warning: {warning}", err=True)
+
+
+def _left_out(copies: Any) -> str:
+    """What the summary line says of the images left out as copies of training images (nothing when none were)."""
+    return f", {copies.left_out} left out as copies of training images" if copies.left_out else ""
 
 
 def _load_model(model_dir: Path | None, quiet: bool = False, keras: bool = True):

@@ -48,6 +48,7 @@ def test_evaluate_leaves_out_copies_of_the_training_images_and_says_so(site, tmp
     result = _evaluate(model, data, tmp_path / "report")
     assert result.exit_code == EXIT_OK, result.output + repr(result.exception)
     assert f"mriscan: warning: {LEFT_OUT}" in result.output
+    assert "29 images, 0 unreadable, 5 left out as copies of training images ->" in result.output
     report = json.loads((tmp_path / "report" / "metrics.json").read_text())
     assert report["data"]["images"] == report["metrics"]["n"] == 29
     copies = report["data"]["training_copies"]
@@ -93,6 +94,7 @@ def test_compare_leaves_out_what_either_model_has_seen_and_counts_it_per_model(s
     assert result.exit_code == EXIT_OK, result.output + repr(result.exception)
     assert "3 of 34 images are exact copies and 2 near copies of model B's training images" in result.output
     assert NO_FINGERPRINTS in result.output  # model A: copies of its training images cannot be detected
+    assert "29 images, 5 left out as copies of training images," in result.output
     report = json.loads((out / "metrics.json").read_text())
     assert report["data"]["images"] == 29 and report["data"]["training_copies"]["left_out"] == 5
     assert [(m["model"], m["exact"], m["near"]) for m in report["data"]["training_copies"]["models"]] == [
