@@ -9,10 +9,9 @@ from __future__ import annotations
 
 from typing import Any
 
-import cv2
 import numpy as np
 
-from mriscan.data.masks import fill_holes, largest_component
+from mriscan.data.masks import brain_mask
 
 STRIP_PEEL_RANGE = (0.06, 0.18)
 """Skull-and-scalp rim peeled off by :func:`strip_to_brain`, as a fraction of the head's equivalent radius."""
@@ -38,19 +37,6 @@ def strip_to_brain(images: np.ndarray, seed: int) -> np.ndarray:
     for i, (image, peel) in enumerate(zip(images, peels, strict=True)):
         out[i, ..., 0] = image[..., 0] * brain_mask(image[..., 0], float(peel))
     return out
-
-
-def brain_mask(unit: np.ndarray, peel: float) -> np.ndarray:
-    """The largest bright region of a [0, 1] image, holes filled, less a rim of ``peel`` x its radius."""
-    as_byte = np.clip(unit * 255.0, 0, 255).astype(np.uint8)
-    smoothed = cv2.GaussianBlur(as_byte, (5, 5), 0)
-    level, _ = cv2.threshold(smoothed, 0, 255, cv2.THRESH_BINARY + cv2.THRESH_OTSU)
-    foreground = (smoothed > 0.5 * level).astype(np.uint8)
-    if not foreground.any():
-        return np.ones(unit.shape, np.float32)
-    head = fill_holes(largest_component(foreground))
-    depth = cv2.distanceTransform(head, cv2.DIST_L2, 5)
-    return (depth > peel * np.sqrt(head.sum() / np.pi)).astype(np.float32)
 
 
 def build_augmenter(seed: int, strip_probability: float = 0.0) -> Any:
