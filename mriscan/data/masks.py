@@ -66,5 +66,6 @@ def brain_mask(unit: np.ndarray, peel: float) -> np.ndarray:
     if not foreground.any():
         return np.ones(unit.shape, np.float32)
     head = fill_holes(largest_component(foreground))
-    depth = cv2.distanceTransform(head, cv2.DIST_L2, 5)
+    # The frame's edge counts as outside: a head cropped to its box touches it, and the rim goes there too.
+    depth = cv2.distanceTransform(np.pad(head, 1), cv2.DIST_L2, 5)[1:-1, 1:-1]
     return (depth > peel * np.sqrt(head.sum() / np.pi)).astype(np.float32)
