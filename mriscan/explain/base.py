@@ -11,11 +11,12 @@ from typing import Protocol
 
 import numpy as np
 
+from mriscan.data.masks import brain_mask
 from mriscan.errors import ExplainError
 
-HEAD_LEVEL = 0.05
-"""Model-input pixels darker than this ([0, 1] scale) are letterbox or air, not head: for LIME's
-superpixels and the pointing game's chance level alike."""
+BRAIN_PEEL = 0.10
+"""Skull and scalp peeled off the head to leave the brain, as a fraction of the head's equivalent
+radius: for LIME's superpixels and the pointing game alike (see :func:`brain_region`)."""
 
 @dataclass(frozen=True)
 class Explanation:
@@ -26,8 +27,8 @@ class Explanation:
     weights : float32 array (S, S). Positive pushes the prediction toward tumour, negative
         away from it. Units are the explainer's own (LIME: probability per superpixel;
         Grad-CAM: tumour logit), so compare signs and ranks, not sizes across methods.
-    segments : int32 array (S, S) of superpixel labels for LIME (0 is the background, see
-        :func:`mri_superpixels`); None for Grad-CAM.
+    segments : int32 array (S, S) of superpixel labels for LIME: 0 is everything outside the
+        brain, never hidden and weighted 0 (see :func:`mri_superpixels`); None for Grad-CAM.
     probability : the network's P(tumour) for the unperturbed input, before any calibration
         the model bundle applies (``ModelBundle.predict`` gives the calibrated one).
     method : ``"lime"`` or ``"gradcam"``.
@@ -59,3 +60,22 @@ def grey_input(image: np.ndarray) -> np.ndarray:
     if grey.ndim != 2:
         raise ExplainError(f"Expected one (S, S, 1) model input; received shape {np.shape(image)}")
     return grey
+
+
+def brain_region(image: np.ndarray) -> np.ndarray:
+    """Boolean mask of the brain in one model input: the head less a rim of :data:`BRAIN_PEEL`.
+
+    What LIME may perturb and point at. Skull, scalp and the black frame around the head say
+    nothing about a tumour, but hiding them makes strong artificial edges that move the network,
+    so explanations used to point there. The rim is thinner than the 0.15 of the head's radius
+    the synthetic engine keeps lesions within, so a lesion against the skull (a meningioma sits
+    there) keeps most of its area; on the sample slices the bright scalp stays outside.
+
+    Examples
+    --------
+    >>> head = np.zeros((64, 64), np.float32); head[8:56, 8:56] = 0.8
+    >>> brain = brain_region(head)
+    >>> bool(brain[32, 32]), bool(brain[8, 32]), bool(brain[2, 2])
+    (True, False, False)
+    """
+    return brain_mask(grey_input(image), BRAIN_PEEL) > 0

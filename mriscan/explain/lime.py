@@ -3,12 +3,13 @@
 Two explainers give the same kind of answer, an :class:`Explanation` (signed per-pixel weights
 over the model input, positive toward tumour; :mod:`mriscan.explain.base`). This module is LIME's:
 
-- :class:`LimeExplainer` fits LIME's local linear model over superpixels made for MRI slices
-  (see :func:`mri_superpixels`), rendering perturbed images in large vectorised batches and
-  calling a compiled forward pass, many times faster than LIME's defaults
-  (``benchmarks/bench_explain.py``). Given the bundle's
-  ONNX network, LIME queries that instead: the network whose probability scan writes to the CSV
-  (int8 for fitted bundles), so the explanation and the decision come from the same network.
+- :class:`LimeExplainer` fits LIME's local linear model over superpixels made for MRI slices,
+  inside the brain only (see :func:`mri_superpixels`), hiding a superpixel by showing the tissue
+  around it rather than black (:func:`hidden_tissue`). It renders perturbed images in large
+  vectorised batches and calls a compiled forward pass, many times faster than LIME's defaults
+  (``benchmarks/bench_explain.py``). Given the bundle's ONNX network, LIME queries that instead:
+  the network whose probability scan writes to the CSV (int8 for fitted bundles), so the
+  explanation and the decision come from the same network.
 - :class:`~mriscan.explain.keras_explain.GradCamExplainer` weighs the last Conv2D layer's activations by
   the gradient of the tumour logit: one forward and one backward pass. It needs the Keras model,
   so it lives, with LIME's Keras forward pass, in :mod:`mriscan.explain.keras_explain`: LIME on a network
@@ -27,11 +28,10 @@ from typing import TYPE_CHECKING
 import cv2
 import numpy as np
 from lime.lime_image import LimeImageExplainer
-from skimage.morphology import convex_hull_image
 from skimage.segmentation import slic
 
 from mriscan.errors import ExplainError
-from mriscan.explain.base import HEAD_LEVEL, Explanation, grey_input
+from mriscan.explain.base import Explanation, brain_region, grey_input
 from mriscan.model.bundle import network_probability
 
 if TYPE_CHECKING:
@@ -40,72 +40,87 @@ if TYPE_CHECKING:
 LIME_BATCH_SIZE = 256
 
 
-def head_region(image: np.ndarray) -> np.ndarray:
-    """Boolean mask of the head: convex hull of the non-dark area, specks removed.
-
-    The hull keeps dark structures inside the head (ventricles, CSF, hypointense lesions) and
-    the skull rim in the head region, so only letterbox and air form the background.
-
-    Examples
-    --------
-    >>> img = np.zeros((20, 20), np.float32); img[5:15, 5:15] = 0.8
-    >>> int(head_region(img).sum())
-    100
-    """
-    foreground = _without_specks(image > HEAD_LEVEL, min_area=max(1, int(0.002 * image.size)))
-    if not foreground.any():
-        return np.ones(image.shape, dtype=bool)
-    return convex_hull_image(foreground)
-
-
-def _without_specks(mask: np.ndarray, min_area: int) -> np.ndarray:
-    """``mask`` without its connected components smaller than ``min_area`` pixels."""
-    count, labels, stats, _ = cv2.connectedComponentsWithStats(mask.astype(np.uint8), connectivity=8)
-    large = np.flatnonzero(stats[:, cv2.CC_STAT_AREA] >= min_area)
-    return np.isin(labels, large[large > 0])
-
-
 def mri_superpixels(image: np.ndarray, n_segments: int = 80, compactness: float = 0.2) -> np.ndarray:
-    """Superpixels for LIME on one MRI slice: compact SLIC regions inside the head.
+    """Superpixels for LIME on one MRI slice: compact SLIC regions inside the brain.
 
     Why not LIME's default (quickshift, kernel 4)? On a 150x150 slice it yields about a dozen
     irregular regions that straddle lesion and healthy tissue, so LIME can only say "this big
-    blob". SLIC restricted to :func:`head_region` gives 50-100 compact regions of similar size
-    (a lesion a tenth of the head wide covers a few of them), is cheap, and is deterministic
-    (skimage seeds its mask centroids with a fixed state). Compactness 0.2 on [0, 1] intensities
-    lets boundaries follow strong edges while keeping the count stable across slices. Everything
-    outside the head is one background segment (label 0), which LIME can switch off at no cost.
+    blob". SLIC restricted to :func:`~mriscan.explain.base.brain_region` gives 50-100 compact
+    regions of similar size (a lesion a tenth of the brain wide covers a few of them), is cheap,
+    and is deterministic (skimage seeds its mask centroids with a fixed state). Compactness 0.2 on
+    [0, 1] intensities lets boundaries follow strong edges while keeping the count stable across
+    slices. Everything outside the brain (skull, scalp, air, letterbox) is one fixed segment,
+    label 0, which :class:`LimeExplainer` never hides: it is context, not a candidate region.
 
     Parameters
     ----------
     image : (S, S) or (S, S, 1) model input with values in [0, 1].
-    n_segments : approximate number of superpixels inside the head.
+    n_segments : approximate number of superpixels inside the brain.
     compactness : SLIC's balance of intensity against distance.
 
     Returns
     -------
-    int32 array (S, S) of labels 0..n: 0 is the background (no pixel has it when the head
-    fills the frame), 1..n the superpixels, without gaps.
+    int32 array (S, S) of labels 0..n: 0 is outside the brain (no pixel has it when no head is
+    found), 1..n the superpixels, without gaps.
 
     Examples
     --------
     >>> img = np.zeros((64, 64), np.float32); img[8:56, 8:56] = 0.5
     >>> labels = mri_superpixels(img, n_segments=16)
-    >>> int(labels[0, 0]), bool(10 <= labels.max() <= 20)
-    (0, True)
+    >>> int(labels[0, 0]), int(labels[8, 32]), bool(10 <= labels.max() <= 20)
+    (0, 0, True)
     """
     grey = grey_input(image)
     labels = slic(
         grey,
         n_segments=n_segments,
         compactness=compactness,
-        mask=head_region(grey),
+        mask=brain_region(grey),
         channel_axis=None,
         start_label=1,
     )
-    # LIME indexes features by label value, so labels must have no gaps; 0 stays the background.
+    # LIME indexes features by label value, so labels must have no gaps; 0 stays outside the brain.
     _, contiguous = np.unique(np.concatenate([[0], labels.ravel()]), return_inverse=True)
     return contiguous[1:].reshape(labels.shape).astype(np.int32)
+
+
+def hidden_tissue(image: np.ndarray, segments: np.ndarray) -> np.ndarray:
+    """What LIME shows in place of a hidden superpixel: the brain's smoothed tissue intensity.
+
+    Hiding must remove what a region shows (a lesion) without drawing something new. Black, LIME's
+    usual fill, cuts a dark hole with a sharp edge into the brain, which a tumour detector reads as
+    a hypointense lesion or the head's border, so LIME measured the network's response to holes.
+    Here a hidden pixel takes the tissue intensity around it: the brain's pixels clipped to their
+    interquartile range (neither a lesion nor a ventricle leaks into its neighbours' fill), then
+    averaged with a Gaussian over the brain only (sigma a quarter of its equivalent radius, larger
+    than a superpixel), which follows the bias field and grey/white contrast at a coarse scale.
+    Outside the brain (label 0) it is the image itself, so hiding never changes those pixels.
+
+    Parameters
+    ----------
+    image : (S, S) or (S, S, 1) model input with values in [0, 1].
+    segments : :func:`mri_superpixels` of that input.
+
+    Returns
+    -------
+    float32 array (S, S).
+
+    Examples
+    --------
+    >>> img = np.zeros((64, 64), np.float32); img[8:56, 8:56] = 0.5; img[28:36, 28:36] = 1.0
+    >>> fill = hidden_tissue(img, mri_superpixels(img, n_segments=16))
+    >>> round(float(fill[32, 32]), 2), float(fill[0, 0])
+    (0.5, 0.0)
+    """
+    grey = grey_input(image)
+    brain = segments > 0
+    if not brain.any():
+        return grey.copy()
+    low, high = np.percentile(grey[brain], (25, 75))
+    sigma = 0.25 * float(np.sqrt(brain.sum() / np.pi))
+    tissue = cv2.GaussianBlur(np.where(brain, np.clip(grey, low, high), 0.0).astype(np.float32), (0, 0), sigma)
+    share = cv2.GaussianBlur(brain.astype(np.float32), (0, 0), sigma)
+    return np.where(brain, tissue / np.maximum(share, 1e-6), grey).astype(np.float32)
 
 
 class LimeExplainer:
@@ -122,8 +137,9 @@ class LimeExplainer:
 
     Notes
     -----
-    A switched-off superpixel is set to 0 (``hide_color=0``), the value of the letterbox and
-    air around the head, i.e. the tissue is removed rather than blurred into its mean.
+    A switched-off superpixel shows :func:`hidden_tissue` (the brain's smoothed tissue intensity),
+    not black. The segment outside the brain (label 0) is on in every perturbed image, so its
+    weight is exactly 0 and it never colours an overlay.
     """
 
     method = "lime"
@@ -164,13 +180,15 @@ class LimeExplainer:
         """Explain one (S, S, 1) model input; see :class:`Explanation`."""
         grey = grey_input(image)
         segments = mri_superpixels(grey)
+        hidden = np.repeat(hidden_tissue(grey, segments)[..., np.newaxis], 3, axis=2)
         lime = _BatchedLimeImageExplainer(random_state=self.seed, feature_selection="none")
+        # LIME sets its fill image with ``fudged_image[:] = hide_color``: an image broadcasts as a colour does.
         result = lime.explain_instance(
             np.repeat(grey[..., np.newaxis], 3, axis=2),
             self.classify,
             labels=(1,),
             top_labels=None,
-            hide_color=0,
+            hide_color=hidden,
             num_features=int(segments.max()) + 1,
             num_samples=self.num_samples,
             batch_size=self.batch_size,
@@ -193,9 +211,10 @@ class _BatchedLimeImageExplainer(LimeImageExplainer):
     """LIME with the perturbation rendering vectorised.
 
     LIME's own ``data_labels`` builds each perturbed image in a Python loop over superpixels;
-    here a whole batch is one ``take`` and one multiply-add. The random
+    here a whole batch is one ``take`` and one ``where``. The random
     draws and the images passed to ``classifier_fn`` are the same as LIME's (one grey channel
-    instead of three identical ones).
+    instead of three identical ones), but for label 0, outside the brain, which is never hidden:
+    its column of the on/off matrix is all ones, a constant feature the linear model gives weight 0.
     """
 
     first_probability: float = float("nan")
@@ -210,19 +229,17 @@ class _BatchedLimeImageExplainer(LimeImageExplainer):
         batch_size: int = 10,
     ) -> tuple[np.ndarray, np.ndarray]:
         """Return (on/off matrix of superpixels, classifier output) like LIME's own method."""
-        # Label 0 counts even when the head fills the frame and no pixel has it (LIME counts the
-        # labels present); it then changes nothing and gets a weight near 0.
+        # Label 0 counts even when no pixel has it (LIME counts the labels present): a feature per label.
         n_features = int(segments.max()) + 1
         data = self.random_state.randint(0, 2, num_samples * n_features).reshape((num_samples, n_features))
         data[0, :] = 1
+        data[:, 0] = 1
         hidden = fudged_image[..., 0].astype(np.float32)
-        shown_minus_hidden = image[..., 0].astype(np.float32) - hidden
+        shown = image[..., 0].astype(np.float32)
         labels = []
         for start in range(0, num_samples, batch_size):
-            images = np.take(data[start : start + batch_size].astype(np.float32), segments, axis=1)
-            images *= shown_minus_hidden
-            images += hidden
-            labels.append(classifier_fn(images[..., np.newaxis]))
+            on = np.take(data[start : start + batch_size].astype(bool), segments, axis=1)
+            labels.append(classifier_fn(np.where(on, shown, hidden)[..., np.newaxis]))
         labels = np.concatenate(labels)
         self.first_probability = float(labels[0, 1])
         return data, labels

@@ -101,49 +101,18 @@ def blend_evidence(grey: np.ndarray, weights: np.ndarray) -> np.ndarray:
     return base * (1.0 - alpha) + colour * alpha
 
 
-def head_evidence(explanation: Explanation) -> np.ndarray:
-    """The weights the picture draws: LIME's background segment (label 0) is left uncoloured.
-
-    The background is one segment as large as all the air and letterbox together, so even a
-    small weight would tint the whole frame and hide the head's evidence; its direction is
-    named in the panel title instead (see :func:`background_note`).
-    """
-    if explanation.segments is None:
-        return explanation.weights
-    return np.where(explanation.segments == 0, 0.0, explanation.weights)
-
-
-def background_note(explanation: Explanation) -> str:
-    """Words on LIME's background weight when it is at least a tenth of the strongest, else "".
-
-    Examples
-    --------
-    >>> from mriscan.explain.base import Explanation
-    >>> segments = np.array([[0, 1, 2]])
-    >>> background_note(Explanation(np.array([[0.5, 1.0, -0.2]]), segments, 0.5, "lime", ""))
-    'outside the head: toward tumour'
-    """
-    if explanation.segments is None:
-        return ""
-    background = explanation.weights[explanation.segments == 0]
-    strongest = float(np.max(np.abs(explanation.weights)))
-    if background.size == 0 or abs(background[0]) < 0.1 * strongest:
-        return ""
-    return "outside the head: " + ("toward tumour" if background[0] > 0 else "away from tumour")
-
-
 def strongest_regions(explanation: Explanation, count: int = 5) -> tuple[np.ndarray, np.ndarray]:
-    """Masks of the strongest evidence toward and away from tumour inside the head.
+    """Masks of the strongest evidence toward and away from tumour.
 
-    For LIME, the ``count`` superpixels with the largest positive (negative) weights, the
-    background segment excluded; for a pixel map such as Grad-CAM, the pixels above half of its
-    maximum (below half its minimum).
+    For LIME, the ``count`` superpixels with the largest positive (negative) weights (the segment
+    outside the brain has weight 0, so it is never one); for a pixel map such as Grad-CAM, the
+    pixels above half of its maximum (below half its minimum).
 
     Returns
     -------
     (toward, away) boolean masks of the explanation's shape.
     """
-    weights, segments = head_evidence(explanation), explanation.segments
+    weights, segments = explanation.weights, explanation.segments
     if segments is None:
         top, bottom = float(weights.max()), float(weights.min())
         return (weights >= 0.5 * top) & (weights > 0), (weights <= 0.5 * bottom) & (weights < 0)
@@ -182,9 +151,8 @@ def render_overlay(image: np.ndarray, explanation: Explanation, caption: Overlay
     left, right = axes
     left.imshow(grey, cmap="gray", vmin=0.0, vmax=1.0, interpolation="nearest")
     left.set_title(f"Model input ({grey.shape[1]} px)", fontsize=10)
-    right.imshow(blend_evidence(grey, head_evidence(explanation)), interpolation="nearest")
-    note = background_note(explanation)
-    right.set_title(f"Evidence ({note})" if note else "Evidence", fontsize=10)
+    right.imshow(blend_evidence(grey, explanation.weights), interpolation="nearest")
+    right.set_title("Evidence", fontsize=10)
     _outline_strongest(right, explanation)
     for panel in figure.axes:
         panel.set_axis_off()

@@ -10,22 +10,19 @@ from lime.lime_image import LimeImageExplainer
 
 from mriscan.data.preprocess import PreprocessConfig, preprocess
 from mriscan.errors import ExplainError
+from mriscan.explain.base import brain_region
 from mriscan.explain.factory import make_explainer
 from mriscan.explain.keras_explain import GradCamExplainer
-from mriscan.explain.lime import (
-    LIME_BATCH_SIZE,
-    LimeExplainer,
-    head_region,
-    mri_superpixels,
-)
-from mriscan.explain.pointing import pointing_game_hit
+from mriscan.explain.lime import LIME_BATCH_SIZE, LimeExplainer, hidden_tissue, mri_superpixels
+from mriscan.explain.overlay import blend_evidence
+from mriscan.explain.pointing import pointed_region, pointing_game_hit
 
 SIZE = 64
 TOP_LEFT = (16, 16)
 BOTTOM_RIGHT = (47, 47)
 
 
-def _disc(centre: tuple[int, int], radius: int) -> np.ndarray:
+def _disc(centre: tuple[int, int], radius: float) -> np.ndarray:
     rows, columns = np.mgrid[0:SIZE, 0:SIZE]
     return (rows - centre[0]) ** 2 + (columns - centre[1]) ** 2 <= radius**2
 
@@ -37,6 +34,44 @@ def _slice(blobs: tuple[tuple[int, int], ...] = (TOP_LEFT, BOTTOM_RIGHT)) -> np.
     for centre in blobs:
         image[_disc(centre, 6)] = 0.95
     return image.astype(np.float32)[..., np.newaxis]
+
+
+LESION = (32, 21)
+
+
+def _rim() -> np.ndarray:
+    return _disc((32, 32), 31) & ~_disc((32, 32), 29.5)
+
+
+def _skull_slice() -> np.ndarray:
+    """A (64, 64, 1) model input: textured brain, a dark ventricle, a bright lesion and a brighter skull rim."""
+    rng = np.random.default_rng(3)
+    image = np.where(_disc((32, 32), 29.5), 0.35 + 0.05 * rng.random((SIZE, SIZE)), 0.0)
+    image[_disc((32, 38), 5)] = 0.05
+    image[_disc(LESION, 5)] = 0.62
+    image[_rim()] = 1.0
+    return image.astype(np.float32)[..., np.newaxis]
+
+
+def _brightness_model() -> keras.Model:
+    """A network whose tumour logit adds up brightness above 0.5: the skull rim counts more than the lesion."""
+    above = keras.layers.Conv2D(1, 1, activation="relu")
+    dense = keras.layers.Dense(1, activation="sigmoid")
+    above.build((None, SIZE, SIZE, 1))
+    dense.build((None, SIZE * SIZE))
+    above.set_weights([np.ones((1, 1, 1, 1), np.float32), np.array([-0.5], np.float32)])
+    dense.set_weights([np.full((SIZE * SIZE, 1), 40.0 / SIZE**2, np.float32), np.array([-1.0], np.float32)])
+    return keras.Sequential([keras.Input((SIZE, SIZE, 1)), above, keras.layers.Flatten(), dense])
+
+
+def _classified(explainer: LimeExplainer, image: np.ndarray) -> np.ndarray:
+    """The (n, S, S) perturbed images ``explainer`` classifies while explaining ``image``."""
+    seen: list[np.ndarray] = []
+    classify = explainer.classify
+    explainer.classify = lambda images: seen.append(images[..., 0].copy()) or classify(images)
+    explainer.explain(image)
+    del explainer.classify
+    return np.concatenate(seen)
 
 
 def _quadrant_layers(sign: float = 1.0) -> list[keras.layers.Layer]:
@@ -78,26 +113,28 @@ def _probability(model: keras.Model, image: np.ndarray) -> float:
 
 
 @pytest.mark.parametrize("seed", [0, 1, 2, 3])
-def test_superpixels_of_a_slice_number_50_to_100_with_one_background(seed: int) -> None:
+def test_superpixels_of_a_slice_number_50_to_100_and_never_leave_the_brain(seed: int) -> None:
     image = preprocess(brain_like(seed, lesion=seed % 2 == 0), PreprocessConfig(image_size=150))
     labels = mri_superpixels(image)
     assert labels.shape == (150, 150) and labels.dtype == np.int32
     assert 50 <= labels.max() <= 100
     assert np.array_equal(np.unique(labels), np.arange(labels.max() + 1))
-    outside = ~head_region(image[..., 0])
-    assert outside.any() and np.all(labels[outside] == 0) and labels[0, 0] == 0
+    brain = brain_region(image)
+    assert np.all(labels[~brain] == 0) and np.all(labels[brain] > 0)
+    assert labels[0, 0] == 0 and brain[75, 75]
 
 
-def test_head_region_keeps_dark_structures_inside_the_head() -> None:
-    ring = np.where(_disc((32, 32), 28) & ~_disc((32, 32), 10), 0.8, 0.0).astype(np.float32)
-    region = head_region(ring)
-    assert region[32, 32] and not region[0, 0]
+def test_the_brain_keeps_dark_structures_inside_and_leaves_out_a_bright_rim() -> None:
+    image = _skull_slice()[..., 0]
+    brain = brain_region(image)
+    assert brain[32, 32] and brain[32, 21]  # the dark ventricle and the lesion
+    assert not brain[_rim()].any() and not brain[0, 0]
 
 
-def test_a_head_filling_the_frame_leaves_the_background_label_empty() -> None:
-    texture = 0.4 + 0.5 * np.random.default_rng(1).random((SIZE, SIZE)).astype(np.float32)
-    assert mri_superpixels(texture).min() == 1
-    explanation = LimeExplainer(_sequential(), SIZE, num_samples=100).explain(texture[..., np.newaxis])
+def test_an_image_without_a_head_is_all_superpixels() -> None:
+    black = np.zeros((SIZE, SIZE), np.float32)
+    assert mri_superpixels(black).min() == 1
+    explanation = LimeExplainer(_sequential(), SIZE, num_samples=100).explain(black[..., np.newaxis])
     assert np.isfinite(explanation.weights).all() and explanation.segments.min() == 1
 
 
@@ -106,29 +143,65 @@ def test_superpixels_are_deterministic() -> None:
     assert np.array_equal(mri_superpixels(image), mri_superpixels(image))
 
 
+def test_a_hidden_superpixel_shows_the_tissue_around_it_not_black() -> None:
+    image = _skull_slice()[..., 0]
+    segments = mri_superpixels(image)
+    fill = hidden_tissue(image, segments)
+    brain = segments > 0
+    tissue = np.median(image[brain])
+    assert np.abs(fill[brain] - tissue).max() < 0.1  # neither the lesion nor the ventricle nor black
+    np.testing.assert_array_equal(fill[~brain], image[~brain])
+
+
 # --- LIME -------------------------------------------------------------------------------------
 
 
-def test_lime_gives_the_same_weights_as_stock_lime() -> None:
-    """The vectorised rendering draws and classifies exactly what LIME's own loop would."""
+def test_lime_classifies_the_images_stock_lime_renders() -> None:
+    """The vectorised rendering classifies exactly what LIME's own loop would, with the same draws.
+
+    Stock LIME hides label 0 too, but the fill outside the brain is the image itself, so hiding it
+    changes no pixel: both classify the same images.
+    """
     explainer = LimeExplainer(_sequential(), SIZE, num_samples=200, seed=3)
     image = _slice()
-    ours = explainer.explain(image)
-    stock = LimeImageExplainer(random_state=3, feature_selection="none").explain_instance(
+    ours = _classified(explainer, image)
+    segments = mri_superpixels(image)
+    stock: list[np.ndarray] = []
+    LimeImageExplainer(random_state=3, feature_selection="none").explain_instance(
         np.repeat(image, 3, axis=2),
-        explainer.classify,
+        lambda images: stock.append(images[..., 0]) or explainer.classify(images),
         labels=(1,),
         top_labels=None,
-        hide_color=0,
-        num_features=int(ours.segments.max()) + 1,
+        hide_color=np.repeat(hidden_tissue(image, segments)[..., np.newaxis], 3, axis=2),
+        num_features=int(segments.max()) + 1,
         num_samples=200,
         batch_size=10,
-        segmentation_fn=lambda _: ours.segments,
+        segmentation_fn=lambda _: segments,
     )
-    per_segment = np.zeros(int(ours.segments.max()) + 1)
-    for label, weight in stock.local_exp[1]:
-        per_segment[label] = weight
-    np.testing.assert_allclose(ours.weights, per_segment[ours.segments], atol=1e-6)
+    np.testing.assert_array_equal(ours, np.concatenate(stock))
+
+
+def test_the_segment_outside_the_brain_is_never_hidden_nor_weighted() -> None:
+    explainer = LimeExplainer(_brightness_model(), SIZE, num_samples=200, seed=5)
+    image = _skull_slice()
+    perturbed = _classified(explainer, image)
+    explanation = explainer.explain(image)
+    outside = explanation.segments == 0
+    assert outside.sum() > 0.3 * outside.size
+    assert np.all(perturbed[:, outside] == image[..., 0][outside])
+    assert np.any(perturbed[:, ~outside] != image[..., 0][~outside])
+    assert np.all(explanation.weights[outside] == 0.0) and np.abs(explanation.weights).max() > 0
+    rgb = blend_evidence(image[..., 0], explanation.weights)
+    np.testing.assert_array_equal(rgb[outside], np.repeat(image[..., 0][outside][:, np.newaxis], 3, axis=1))
+
+
+def test_lime_points_at_the_lesion_not_at_a_brighter_skull() -> None:
+    """A network that adds up brightness: the skull rim is brighter than the lesion, but it is not brain."""
+    image = _skull_slice()
+    explanation = LimeExplainer(_brightness_model(), SIZE, num_samples=300).explain(image)
+    pointed = pointed_region(explanation.weights)
+    assert pointed.any() and not (pointed & ~brain_region(image)).any()
+    assert pointing_game_hit(explanation.weights, _disc(LESION, 5))
 
 
 def test_lime_classifies_in_batches_of_256() -> None:

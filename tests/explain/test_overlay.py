@@ -14,11 +14,9 @@ from mriscan.explain.overlay import (
     AWAY_COLOUR,
     TOWARD_COLOUR,
     OverlayCaption,
-    background_note,
     blend_evidence,
     caption_lines,
     decision_line,
-    head_evidence,
     render_overlay,
     strongest_regions,
 )
@@ -28,10 +26,11 @@ CAPTION = OverlayCaption(probability=0.8731, decision="tumor", threshold=0.5, mo
 
 
 def _lime_explanation() -> tuple[np.ndarray, Explanation]:
-    """A 60x60 image cut in 36 square superpixels with weights -0.35 .. +0.35."""
+    """A 60x60 image cut in 36 square superpixels with weights -0.35 .. +0.35, 0 outside the brain (label 0)."""
     rows, columns = np.mgrid[0:60, 0:60]
     segments = (rows // 10 * 6 + columns // 10).astype(np.int32)
     per_segment = np.linspace(-0.35, 0.35, 36)
+    per_segment[0] = 0.0
     image = (0.2 + 0.6 * ((rows - 30) ** 2 + (columns - 30) ** 2 < 625))[..., np.newaxis]
     explanation = Explanation(per_segment[segments].astype(np.float32), segments, 0.8731, "lime", "LIME, test")
     return image.astype(np.float32), explanation
@@ -57,15 +56,11 @@ def test_strongest_regions_of_lime_are_the_top_superpixels_of_the_head() -> None
     assert set(np.unique(explanation.segments[away])) == {1, 2, 3, 4, 5}
 
 
-def test_the_background_segment_is_named_not_painted() -> None:
+def test_the_segment_outside_the_brain_is_never_a_strongest_region() -> None:
     _, explanation = _lime_explanation()
-    drawn = head_evidence(explanation)
-    assert np.all(drawn[explanation.segments == 0] == 0) and drawn[explanation.segments == 35].min() > 0
-    assert background_note(explanation) == "outside the head: away from tumour"
-    faint = Explanation(
-        np.where(explanation.segments == 0, 0.01, explanation.weights), explanation.segments, 0.5, "lime", ""
-    )
-    assert background_note(faint) == ""
+    assert np.all(explanation.weights[explanation.segments == 0] == 0)
+    toward, away = strongest_regions(explanation, count=36)
+    assert not (toward | away)[explanation.segments == 0].any()
 
 
 def test_strongest_regions_of_a_pixel_map_are_above_half_the_extremes() -> None:
