@@ -33,6 +33,7 @@ from pathlib import Path
 
 import numpy as np
 
+from mriscan.data.dataset import is_synthetic_folder
 from mriscan.model.calibrate import threshold_for_recall
 
 REPO = Path(__file__).resolve().parents[1]
@@ -69,6 +70,10 @@ RECIPES: dict[str, dict] = {
     "lesions": {"args": ["--source-balance", "0.5", "--strip-augment", "0.5"], "lesions": True},
     # ... plus template slices of every plane, with and without lesions (only axial slices are healthy otherwise).
     "planes": {"args": ["--source-balance", "0.5", "--strip-augment", "0.5"], "lesions": True, "template": True},
+    # planes, with lesion twins drawn by the engine since large lesions were added (radius up to 0.55 of
+    # the brain's; WORK/data/<source>_lesions_large, staged with ``stage --lesion-set lesions_large``).
+    "large": {"args": ["--source-balance", "0.5", "--strip-augment", "0.5"], "lesions": True, "template": True,
+              "lesion_set": "lesions_large"},
 }
 EPOCHS = 12
 
@@ -88,7 +93,7 @@ def mriscan(*args: str, log: Path) -> None:
 # ---------------------------------------------------------------- staging
 
 
-def stage(data: Path, work: Path) -> None:
+def stage(data: Path, work: Path, lesion_set: str = "lesions") -> None:
     """Link the real sources, cut openms into slices, draw lesion twins of the healthy sources."""
     root = work / "data"
     root.mkdir(parents=True, exist_ok=True)
@@ -103,7 +108,7 @@ def stage(data: Path, work: Path) -> None:
         mriscan("synth", str(root / "template"), "--n", str(TEMPLATE_SLICES), "--paired", "--seed", "2021",
                 log=work / "stage.log")
     for source, healthy in HEALTHY_FOLDERS.items():  # lesion twins: no source holds one class only
-        target = root / f"{source}_lesions"
+        target = root / f"{source}_{lesion_set}"
         if not target.exists():
             mriscan("synth", str(target), "--n", str(LESION_TWINS), "--lesion-fraction", "1.0",
                      "--from-healthy", str(root / source / healthy), "--seed", "2021", log=work / "stage.log")
@@ -155,7 +160,8 @@ def train(work: Path, recipe: str, pairs: list[Pair], epochs: int, seed: int) ->
         if not (model / "model.json").exists():
             training = [str(root / s) for s in REAL_SOURCES if s not in pair.held_out]
             if spec["lesions"]:
-                training += [str(root / f"{s}_lesions") for s in HEALTHY_FOLDERS if s not in pair.held_out]
+                lesion_set = spec.get("lesion_set", "lesions")
+                training += [str(root / f"{s}_{lesion_set}") for s in HEALTHY_FOLDERS if s not in pair.held_out]
             if spec.get("template"):
                 training.append(str(root / "template"))
             excluded = [a for s in pair.held_out for a in ("--exclude", str(root / s))]
@@ -253,20 +259,21 @@ def report(work: Path, recipes: list[str]) -> None:
                       f"| {value['specificity']:.3f} | {value['spec_at_98']:.3f} | |")
 
 
-SYNTHETIC_SUFFIXES = ("_lesions", "template")
 THRESHOLD_RULES = ("all tumours", "real tumours", "each real source")
 
 
-def rule_threshold(rule: str, validation: dict, target: float = 0.98) -> float:
+def rule_threshold(rule: str, validation: dict, data: Path, target: float = 0.98) -> float:
     """The threshold a rule picks from a run's validation predictions (metrics.json).
 
     "all tumours": the largest threshold keeping ``target`` recall over every validation tumour,
     synthetic lesions included; "real tumours": over the tumours of real sources only; "each real
     source": the lowest of the real sources' own thresholds, so that every source keeps ``target``.
+    A source is synthetic when its folder under ``data`` was written by ``mriscan synth``.
     """
     sources = np.array(validation["source"])
     labels, probability = np.array(validation["label"]), np.array(validation["probability"])
-    real = ~np.array([s.endswith(SYNTHETIC_SUFFIXES) for s in sources])
+    synthetic = {s for s in set(sources) if is_synthetic_folder(data / s)}
+    real = ~np.array([s in synthetic for s in sources])
 
     def keeping(selected: np.ndarray) -> float:
         return threshold_for_recall(labels[selected], probability[selected], target)
@@ -295,7 +302,7 @@ def thresholds(work: Path, runs: list[str]) -> None:
                 continue
             labels, probability, _, _ = labelled_scores(folder, pair)
             for rule in THRESHOLD_RULES:
-                cut = rule_threshold(rule, validation)
+                cut = rule_threshold(rule, validation, work / "data")
                 decided = probability >= cut
                 print(f"| {run} | {pair.name} | {rule} | {cut:.3f} | {decided[labels == 1].mean():.3f} "
                       f"| {(~decided[labels == 0]).mean():.3f} |")
@@ -311,9 +318,11 @@ def main() -> None:
     parser.add_argument("--pairs", default="", help="Comma-separated pair names (default: all).")
     parser.add_argument("--epochs", type=int, default=EPOCHS)
     parser.add_argument("--seed", type=int, default=2021)
+    parser.add_argument("--lesion-set", default="lesions",
+                        help="stage: name of the lesion-twin folders (WORK/data/<source>_<NAME>).")
     args = parser.parse_args()
     if args.step == "stage":
-        stage(args.data, args.work)
+        stage(args.data, args.work, args.lesion_set)
     elif args.step == "train":
         chosen = [p for p in PAIRS if not args.pairs or p.name in args.pairs.split(",")]
         train(args.work, args.recipe, chosen, args.epochs, args.seed)

@@ -34,7 +34,7 @@ _KIND_WEIGHTS = (0.35, 0.25, 0.2, 0.2)
 MIN_BRAIN_PIXELS = 400
 _MIN_MASS_PIXELS = 12
 # Lesion radius as a fraction of the brain's equivalent radius (log-uniform between the bounds).
-_RADIUS = {"necrotic": (0.15, 0.38), "solid": (0.12, 0.34), "extra_axial": (0.12, 0.3),
+_RADIUS = {"necrotic": (0.15, 0.55), "solid": (0.12, 0.5), "extra_axial": (0.12, 0.3),
            "metastasis": (0.06, 0.15)}
 # Oedema reach as a multiple of the mass radius (1 means no oedema).
 _OEDEMA_REACH = {"necrotic": (1.5, 2.6), "solid": (1.0, 1.3), "extra_axial": (1.0, 1.6),
