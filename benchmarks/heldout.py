@@ -12,6 +12,7 @@ Steps (each resumes: finished pieces are kept under --work):
     python benchmarks/heldout.py train  --work WORK --recipe baseline [--pairs sartaj+openms,...]
     python benchmarks/heldout.py report --work WORK [--recipes baseline,balanced]
     python benchmarks/heldout.py audit  --work WORK
+    python benchmarks/heldout.py record --work WORK --run large-s2021 --model models/default
 
 ``stage`` links the real sources into WORK/data (class folders fit reads), cuts the openms NIfTI
 volumes into axial PNG slices (intensity scaled per volume), and draws synthetic lesions into the
@@ -176,9 +177,25 @@ def train(work: Path, recipe: str, pairs: list[Pair], epochs: int, seed: int) ->
                         log=log)
 
 
-def labelled_scores(folder: Path, pair: Pair) -> tuple[np.ndarray, np.ndarray, np.ndarray, float]:
-    """Labels, probabilities and decisions of a pair's held-out images, and the model's threshold."""
-    labels, probability, decided = [], [], []
+@dataclass(frozen=True)
+class HeldOutScores:
+    """A pair's held-out images as scanned: label, probability, decision, and decision-or-flag."""
+
+    labels: np.ndarray
+    probability: np.ndarray
+    decided: np.ndarray
+    reviewed: np.ndarray
+    threshold: float
+
+    def pick(self, rows: np.ndarray) -> "HeldOutScores":
+        """The same figures for the rows ``rows`` (a bootstrap draw)."""
+        return HeldOutScores(self.labels[rows], self.probability[rows], self.decided[rows], self.reviewed[rows],
+                             self.threshold)
+
+
+def labelled_scores(folder: Path, pair: Pair) -> HeldOutScores:
+    """A pair's held-out images as the model scanned them, with the model's threshold."""
+    labels, probability, decided, reviewed = [], [], [], []
     for source in pair.held_out:
         with (folder / f"scan_{source}.csv").open(newline="") as handle:
             for row in csv.DictReader(handle):
@@ -188,20 +205,25 @@ def labelled_scores(folder: Path, pair: Pair) -> tuple[np.ndarray, np.ndarray, n
                 labels.append(1 if top in ("yes", "tumor") else 0)
                 probability.append(float(row["probability"]))
                 decided.append(row["prediction"] == "tumor")
+                reviewed.append(row["prediction"] == "tumor" or row["flagged"] == "true")
     model = RECIPES.get(folder.parent.name.rsplit("-s", 1)[0], {}).get("model", folder / "model")
     card = json.loads((model / "model.json").read_text())
-    return np.array(labels), np.array(probability), np.array(decided), float(card["threshold"])
+    return HeldOutScores(np.array(labels), np.array(probability), np.array(decided), np.array(reviewed),
+                         float(card["threshold"]))
 
 
-def pair_metrics(labels: np.ndarray, probability: np.ndarray, decided: np.ndarray) -> dict[str, float]:
-    """AUROC, sensitivity and specificity at the model's threshold, specificity at 0.98 sensitivity."""
-    tumour, healthy = probability[labels == 1], probability[labels == 0]
-    cut = np.quantile(tumour, 0.02, method="lower")
+def pair_metrics(scores: HeldOutScores) -> dict[str, float]:
+    """AUROC; sensitivity and specificity at the model's threshold; tumours predicted or flagged for
+    review, and the share of healthy images so (the review workload); specificity at 0.98 sensitivity."""
+    tumour, healthy = scores.labels == 1, scores.labels == 0
+    cut = np.quantile(scores.probability[tumour], 0.02, method="lower")
     return {
-        "auroc": auroc(tumour, healthy),
-        "sensitivity": float(decided[labels == 1].mean()),
-        "specificity": float((~decided[labels == 0]).mean()),
-        "spec_at_98": float((healthy < cut).mean()),
+        "auroc": auroc(scores.probability[tumour], scores.probability[healthy]),
+        "sensitivity": float(scores.decided[tumour].mean()),
+        "specificity": float((~scores.decided[healthy]).mean()),
+        "tumours_reviewed": float(scores.reviewed[tumour].mean()),
+        "healthy_reviewed": float(scores.reviewed[healthy].mean()),
+        "spec_at_98": float((scores.probability[healthy] < cut).mean()),
     }
 
 
@@ -219,44 +241,78 @@ def auroc(tumour: np.ndarray, healthy: np.ndarray) -> float:
     return float((below + 0.5 * ties).sum() / (len(tumour) * len(healthy)))
 
 
-def bootstrap(labels: np.ndarray, probability: np.ndarray, decided: np.ndarray, resamples: int = 500,
-              seed: int = 0) -> dict[str, tuple[float, float]]:
+def bootstrap(scores: HeldOutScores, resamples: int = 500, seed: int = 0) -> dict[str, tuple[float, float]]:
     """95% intervals of :func:`pair_metrics`, resampling each class separately."""
     rng = np.random.default_rng(seed)
-    positive, negative = np.flatnonzero(labels == 1), np.flatnonzero(labels == 0)
+    positive, negative = np.flatnonzero(scores.labels == 1), np.flatnonzero(scores.labels == 0)
     draws: dict[str, list[float]] = {}
     for _ in range(resamples):
         pick = np.concatenate([rng.choice(positive, len(positive)), rng.choice(negative, len(negative))])
-        for key, value in pair_metrics(labels[pick], probability[pick], decided[pick]).items():
+        for key, value in pair_metrics(scores.pick(pick)).items():
             draws.setdefault(key, []).append(value)
     return {key: (float(np.percentile(v, 2.5)), float(np.percentile(v, 97.5))) for key, v in draws.items()}
+
+
+def pair_table(work: Path, run: str) -> list[dict]:
+    """One entry per pair a run has scanned: its name, counts, threshold, figures and AUROC interval."""
+    rows = []
+    for pair in PAIRS:
+        folder = work / "runs" / run / pair.name
+        if not all((folder / f"scan_{s}.csv").exists() for s in pair.held_out):
+            continue
+        scores = labelled_scores(folder, pair)
+        rows.append({"pair": pair.name, "tumour": int(scores.labels.sum()), "healthy": int((scores.labels == 0).sum()),
+                     "threshold": scores.threshold, **pair_metrics(scores),
+                     "auroc_ci": list(bootstrap(scores)["auroc"])})
+    return rows
+
+
+FIGURES = ("auroc", "sensitivity", "specificity", "tumours_reviewed", "healthy_reviewed", "spec_at_98")
+
+
+def summary(rows: list[dict]) -> dict[str, dict[str, float]]:
+    """The mean and the worst (lowest; highest for the review workload) of each figure over the pairs."""
+    worst = {k: (max if k == "healthy_reviewed" else min)(r[k] for r in rows) for k in FIGURES}
+    return {"mean": {k: float(np.mean([r[k] for r in rows])) for k in FIGURES}, "worst": worst}
 
 
 def report(work: Path, recipes: list[str]) -> None:
     """Print the held-out table: one row per recipe and pair, then the mean and the worst pair."""
     print("| recipe | held-out pair | tumour / healthy | AUROC [95% CI] | sensitivity | specificity "
-          "| spec. at 0.98 sens. | threshold |")
-    print("|---|---|---|---|---|---|---|---|")
+          "| tumours predicted or flagged | healthy predicted or flagged | spec. at 0.98 sens. | threshold |")
+    print("|---|---|---|---|---|---|---|---|---|---|")
     for run in recipes:
-        rows = []
-        for pair in PAIRS:
-            folder = work / "runs" / run / pair.name
-            if not all((folder / f"scan_{s}.csv").exists() for s in pair.held_out):
-                continue
-            labels, probability, decided, threshold = labelled_scores(folder, pair)
-            value = pair_metrics(labels, probability, decided)
-            ci = bootstrap(labels, probability, decided)
-            rows.append(value)
-            print(f"| {run} | {pair.name} | {int(labels.sum())} / {int((labels == 0).sum())} "
-                  f"| {value['auroc']:.3f} [{ci['auroc'][0]:.3f}, {ci['auroc'][1]:.3f}] "
-                  f"| {value['sensitivity']:.3f} | {value['specificity']:.3f} | {value['spec_at_98']:.3f} "
-                  f"| {threshold:.3f} |")
+        rows = pair_table(work, run)
+        for row in rows:
+            low, high = row["auroc_ci"]
+            print(f"| {run} | {row['pair']} | {row['tumour']} / {row['healthy']} "
+                  f"| {row['auroc']:.3f} [{low:.3f}, {high:.3f}] | {_figures(row)} | {row['threshold']:.3f} |")
         if rows:
-            mean = {k: np.mean([r[k] for r in rows]) for k in rows[0]}
-            worst = {k: np.min([r[k] for r in rows]) for k in rows[0]}
-            for name, value in (("mean", mean), ("worst", worst)):
-                print(f"| {run} | **{name}** ({len(rows)} pairs) | | {value['auroc']:.3f} | {value['sensitivity']:.3f} "
-                      f"| {value['specificity']:.3f} | {value['spec_at_98']:.3f} | |")
+            for name, value in summary(rows).items():
+                print(f"| {run} | **{name}** ({len(rows)} pairs) | | {value['auroc']:.3f} | {_figures(value)} | |")
+
+
+def _figures(value: dict) -> str:
+    return " | ".join(f"{value[k]:.3f}" for k in FIGURES[1:])
+
+
+def record(work: Path, run: str, model: Path) -> None:
+    """Keep a run's held-out table in a bundle's card (field ``heldout_evaluation``): the figures of
+    the recipe the bundle was fitted with, measured on pairs left out of that recipe's training."""
+    from datetime import date
+
+    from mriscan.model.bundle import update_card
+
+    rows = pair_table(work, run)
+    if not rows:
+        raise SystemExit(f"no scanned pairs under {work / 'runs' / run}; run `train` first")
+    update_card(model, heldout_evaluation={
+        "measured_by": f"python benchmarks/heldout.py train --recipe {run.rsplit('-s', 1)[0]} (docs/generalisation.md)",
+        "measured_on": date.today().isoformat(), "recipe_run": run,
+        "pairs": [{k: (round(v, 4) if isinstance(v, float) else v) for k, v in row.items()} for row in rows],
+        **{name: {k: round(v, 4) for k, v in value.items()} for name, value in summary(rows).items()},
+    })
+    print(f"recorded the held-out table of {run} in {model / 'model.json'}")
 
 
 THRESHOLD_RULES = ("all tumours", "real tumours", "each real source")
@@ -300,7 +356,8 @@ def thresholds(work: Path, runs: list[str]) -> None:
             validation = json.loads(metrics.read_text()).get("validation_predictions")
             if validation is None:
                 continue
-            labels, probability, _, _ = labelled_scores(folder, pair)
+            scores = labelled_scores(folder, pair)
+            labels, probability = scores.labels, scores.probability
             for rule in THRESHOLD_RULES:
                 cut = rule_threshold(rule, validation, work / "data")
                 decided = probability >= cut
@@ -310,7 +367,7 @@ def thresholds(work: Path, runs: list[str]) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("step", choices=("stage", "train", "report", "thresholds", "audit"))
+    parser.add_argument("step", choices=("stage", "train", "report", "thresholds", "audit", "record"))
     parser.add_argument("--data", type=Path, default=REPO.parent / "shared" / "data")
     parser.add_argument("--work", type=Path, required=True, help="Folder for staged data, models and scans.")
     parser.add_argument("--recipe", choices=sorted(RECIPES), default="baseline")
@@ -318,6 +375,8 @@ def main() -> None:
     parser.add_argument("--pairs", default="", help="Comma-separated pair names (default: all).")
     parser.add_argument("--epochs", type=int, default=EPOCHS)
     parser.add_argument("--seed", type=int, default=2021)
+    parser.add_argument("--model", type=Path, help="record: the bundle whose card keeps the table.")
+    parser.add_argument("--run", help="record: the run (recipe-sSEED) whose table is kept.")
     parser.add_argument("--lesion-set", default="lesions",
                         help="stage: name of the lesion-twin folders (WORK/data/<source>_<NAME>).")
     args = parser.parse_args()
@@ -329,6 +388,10 @@ def main() -> None:
     elif args.step in ("report", "thresholds"):
         runs = args.recipes.split(",") if args.recipes else sorted(p.name for p in (args.work / "runs").iterdir())
         (report if args.step == "report" else thresholds)(args.work, runs)
+    elif args.step == "record":
+        if args.model is None or args.run is None:
+            parser.error("record needs --model BUNDLE and --run RECIPE-sSEED")
+        record(args.work, args.run, args.model)
     else:
         from source_audit import audit
 
