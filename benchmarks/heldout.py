@@ -150,11 +150,15 @@ def cut_volumes(folder: Path, out: Path) -> None:
 
 
 def train(work: Path, recipe: str, pairs: list[Pair], epochs: int, seed: int) -> None:
-    """Fit the recipe once per held-out pair, then scan the held-out sources with that model."""
+    """Fit the recipe once per held-out pair, then scan the held-out sources with that model.
+
+    The run is WORK/runs/RECIPE-sSEED, with -eEPOCHS when the epochs are not :data:`EPOCHS`.
+    """
     spec = RECIPES[recipe]
     root = work / "data"
     for pair in pairs:
-        folder = work / "runs" / f"{recipe}-s{seed}" / pair.name
+        run = f"{recipe}-s{seed}" + (f"-e{epochs}" if epochs != EPOCHS else "")
+        folder = work / "runs" / run / pair.name
         folder.mkdir(parents=True, exist_ok=True)
         model = spec.get("model", folder / "model")
         log = folder / "log.txt"
