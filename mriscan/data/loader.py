@@ -83,17 +83,47 @@ def load_file(
     Errors become a single record with ``error`` set; an unreadable DICOM file keeps its UIDs when its
     header can be read, so that its study knows it lost a slice.
     """
+    return _preprocessed(decode_file(path, config, max_pixels, planes), config)
+
+
+@dataclass(frozen=True)
+class DecodedFile:
+    """One file read and decoded, not yet preprocessed: its images, or the record saying why there are none."""
+
+    path: Path
+    sha256: str
+    images: tuple[DecodedImage, ...] = ()
+    failure: LoadedImage | None = None
+
+    @property
+    def pixels(self) -> int:
+        """How many decoded pixels it holds (what keeping it costs in memory)."""
+        return sum(image.pixels.size for image in self.images)
+
+
+def decode_file(
+    path: Path, config: PreprocessConfig, max_pixels: int = DEFAULT_MAX_PIXELS, planes: str = "acquisition"
+) -> DecodedFile:
+    """Read one file once, fingerprint its bytes and decode them; a failure is kept as its record."""
     try:
         data = read_file_bytes(path, max_pixels)
     except MriscanError as error:
-        return [LoadedImage(path=path, sha256=_sha256_or_empty(path), error=str(error))]
+        return DecodedFile(path, "", failure=LoadedImage(path=path, sha256=_sha256_or_empty(path), error=str(error)))
     sha256 = bytes_sha256(data)  # the bytes that are decoded, read once
     try:
         decoded = decode_bytes(data, max_pixels=max_pixels, name=str(path), least_side=config.decode_least_side,
                                planes=planes)
     except MriscanError as error:
-        return [LoadedImage(path=path, sha256=sha256, error=str(error), dicom_uids=dict(read_dicom_uids(data)))]
-    return [_load_frame(path, sha256, image, config) for image in decoded]
+        failure = LoadedImage(path=path, sha256=sha256, error=str(error), dicom_uids=dict(read_dicom_uids(data)))
+        return DecodedFile(path, sha256, failure=failure)
+    return DecodedFile(path, sha256, images=tuple(decoded))
+
+
+def _preprocessed(decoded: DecodedFile, config: PreprocessConfig) -> list[LoadedImage]:
+    """The records of a decoded file: one per image, or its failure."""
+    if decoded.failure is not None:
+        return [decoded.failure]
+    return [_load_frame(decoded.path, decoded.sha256, image, config) for image in decoded.images]
 
 
 def _load_frame(path: Path, sha256: str, image: DecodedImage, config: PreprocessConfig) -> LoadedImage:
@@ -148,11 +178,31 @@ def chunk_files(paths: Sequence[Path], chunk_size: int) -> list[list[Path]]:
     return chunks
 
 
+STAGED_PIXELS = 16 * 2**20
+"""Decoded pixels :func:`load_chunk` holds before preprocessing them (64 slices of 512 x 512)."""
+
+
 def load_chunk(
     paths: Sequence[Path], config: PreprocessConfig, max_pixels: int, planes: str = "acquisition"
 ) -> list[LoadedImage]:
-    """The records of a chunk of files, in order (one task of a worker, local or on a cluster)."""
-    return [record for path in paths for record in load_file(path, config, max_pixels, planes)]
+    """The records of a chunk of files, in order (one task of a worker, local or on a cluster).
+
+    Files are decoded in runs and then preprocessed, rather than each file decoded and preprocessed
+    in turn: the same records for less CPU (the decoder's and the preprocessing's code and tables
+    stay in the CPU's caches; see docs/performance.md). A run ends once it holds
+    :data:`STAGED_PIXELS` decoded pixels, so memory stays bounded whatever the images' sizes.
+    """
+    records: list[LoadedImage] = []
+    run: list[DecodedFile] = []
+    held = 0
+    for path in paths:
+        run.append(decode_file(path, config, max_pixels, planes))
+        held += run[-1].pixels
+        if held >= STAGED_PIXELS:
+            records.extend(record for decoded in run for record in _preprocessed(decoded, config))
+            run, held = [], 0
+    records.extend(record for decoded in run for record in _preprocessed(decoded, config))
+    return records
 
 
 def iter_loaded_chunks(

@@ -7,7 +7,8 @@ from pathlib import Path
 import numpy as np
 from conftest import brain_like
 
-from mriscan.data.loader import VOLUME_IMAGES, chunk_files, iter_loaded_chunks, load_file
+from mriscan.data import loader
+from mriscan.data.loader import VOLUME_IMAGES, chunk_files, iter_loaded_chunks, load_chunk, load_file
 from mriscan.data.preprocess import PreprocessConfig, preprocess
 from mriscan.execution.local import LOOK_AHEAD_PER_WORKER
 from mriscan.io.hashing import file_sha256
@@ -62,6 +63,29 @@ def test_a_file_too_large_for_the_limit_is_refused_but_fingerprinted(tmp_path: P
     [record] = load_file(big, CONFIG, max_pixels=1)
 
     assert not record.ok and "--max-pixels" in record.error and record.sha256 == file_sha256(big)
+
+
+def test_a_chunk_is_decoded_in_bounded_runs_into_the_records_of_its_files(tmp_path: Path, write_png,
+                                                                          monkeypatch) -> None:
+    paths = [write_png(tmp_path / f"{index}.png", brain_like(index)) for index in range(5)]
+    paths.insert(2, tmp_path / "missing.png")
+    events: list[str] = []
+    decode_file, preprocess_image = loader.decode_file, loader.preprocess
+    monkeypatch.setattr(loader, "decode_file", lambda *args: events.append("decode") or decode_file(*args))
+    monkeypatch.setattr(loader, "preprocess", lambda *args: events.append("preprocess") or preprocess_image(*args))
+    monkeypatch.setattr(loader, "STAGED_PIXELS", 2 * brain_like(0).size)  # a run ends after two images
+
+    records = load_chunk(paths, CONFIG, max_pixels=10**8)
+    runs = "".join("d" if event == "decode" else "p" for event in events)
+
+    expected = [record for path in paths for record in load_file(path, CONFIG)]
+    assert [(r.path, r.sha256, r.error, r.statistics) for r in records] == [
+        (r.path, r.sha256, r.error, r.statistics) for r in expected]
+    for record, single in zip(records, expected, strict=True):
+        assert record.ok == single.ok
+        if record.ok:
+            np.testing.assert_array_equal(record.model_input, single.model_input)
+    assert runs == "ddppdddppdp"  # two images; the missing file (no pixels) and two more; the last one
 
 
 def test_chunks_keep_the_input_order_in_and_out_of_process(tmp_path: Path, write_png) -> None:
