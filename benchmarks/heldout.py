@@ -191,7 +191,7 @@ class HeldOutScores:
     reviewed: np.ndarray
     threshold: float
 
-    def pick(self, rows: np.ndarray) -> "HeldOutScores":
+    def pick(self, rows: np.ndarray) -> HeldOutScores:
         """The same figures for the rows ``rows`` (a bootstrap draw)."""
         return HeldOutScores(self.labels[rows], self.probability[rows], self.decided[rows], self.reviewed[rows],
                              self.threshold)
