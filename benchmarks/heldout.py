@@ -149,6 +149,22 @@ def cut_volumes(folder: Path, out: Path) -> None:
 # ---------------------------------------------------------------- training and scoring
 
 
+def run_name(recipe: str, seed: int, epochs: int) -> str:
+    """A run's folder name: RECIPE-sSEED, with -eEPOCHS when the epochs are not :data:`EPOCHS`.
+
+    >>> run_name("large", 2021, 20), parse_run("large-s2021-e20")
+    ('large-s2021-e20', ('large', 2021, 20))
+    """
+    return f"{recipe}-s{seed}" + (f"-e{epochs}" if epochs != EPOCHS else "")
+
+
+def parse_run(run: str) -> tuple[str, int, int]:
+    """The recipe, seed and epochs of a run named by :func:`run_name`."""
+    recipe, rest = run.rsplit("-s", 1)
+    seed, _, epochs = rest.partition("-e")
+    return recipe, int(seed), int(epochs) if epochs else EPOCHS
+
+
 def train(work: Path, recipe: str, pairs: list[Pair], epochs: int, seed: int) -> None:
     """Fit the recipe once per held-out pair, then scan the held-out sources with that model.
 
@@ -157,7 +173,7 @@ def train(work: Path, recipe: str, pairs: list[Pair], epochs: int, seed: int) ->
     spec = RECIPES[recipe]
     root = work / "data"
     for pair in pairs:
-        run = f"{recipe}-s{seed}" + (f"-e{epochs}" if epochs != EPOCHS else "")
+        run = run_name(recipe, seed, epochs)
         folder = work / "runs" / run / pair.name
         folder.mkdir(parents=True, exist_ok=True)
         model = spec.get("model", folder / "model")
@@ -210,7 +226,7 @@ def labelled_scores(folder: Path, pair: Pair) -> HeldOutScores:
                 probability.append(float(row["probability"]))
                 decided.append(row["prediction"] == "tumor")
                 reviewed.append(row["prediction"] == "tumor" or row["flagged"] == "true")
-    model = RECIPES.get(folder.parent.name.rsplit("-s", 1)[0], {}).get("model", folder / "model")
+    model = RECIPES.get(parse_run(folder.parent.name)[0], {}).get("model", folder / "model")
     card = json.loads((model / "model.json").read_text())
     return HeldOutScores(np.array(labels), np.array(probability), np.array(decided), np.array(reviewed),
                          float(card["threshold"]))
@@ -310,8 +326,10 @@ def record(work: Path, run: str, model: Path) -> None:
     rows = pair_table(work, run)
     if not rows:
         raise SystemExit(f"no scanned pairs under {work / 'runs' / run}; run `train` first")
+    recipe, seed, epochs = parse_run(run)
     update_card(model, heldout_evaluation={
-        "measured_by": f"python benchmarks/heldout.py train --recipe {run.rsplit('-s', 1)[0]} (docs/generalisation.md)",
+        "measured_by": f"python benchmarks/heldout.py train --recipe {recipe} --seed {seed} --epochs {epochs} "
+                       "(docs/generalisation.md)",
         "measured_on": date.today().isoformat(), "recipe_run": run,
         "pairs": [{k: (round(v, 4) if isinstance(v, float) else v) for k, v in row.items()} for row in rows],
         **{name: {k: round(v, 4) for k, v in value.items()} for name, value in summary(rows).items()},
