@@ -1,7 +1,7 @@
 """Small operations on binary masks and the brain estimate of a model input.
 
 Shared by augmentation (skull-stripped copies), synthesis (where lesions may go) and explanations
-(LIME's superpixels stay in the brain), so each estimates the brain the same way.
+(LIME's superpixels and Grad-CAM's map stay in the brain), so each estimates the brain the same way.
 """
 
 from __future__ import annotations

@@ -16,7 +16,7 @@ from mriscan.errors import ExplainError
 
 BRAIN_PEEL = 0.10
 """Skull and scalp peeled off the head to leave the brain, as a fraction of the head's equivalent
-radius: for LIME's superpixels and the pointing game alike (see :func:`brain_region`)."""
+radius: for LIME's superpixels, Grad-CAM's map and the pointing game alike (see :func:`brain_region`)."""
 
 @dataclass(frozen=True)
 class Explanation:
@@ -26,7 +26,8 @@ class Explanation:
     ----------
     weights : float32 array (S, S). Positive pushes the prediction toward tumour, negative
         away from it. Units are the explainer's own (LIME: probability per superpixel;
-        Grad-CAM: tumour logit), so compare signs and ranks, not sizes across methods.
+        Grad-CAM: tumour logit), so compare signs and ranks, not sizes across methods. Both
+        methods give 0 outside the brain (:func:`brain_region`).
     segments : int32 array (S, S) of superpixel labels for LIME: 0 is everything outside the
         brain, never hidden and weighted 0 (see :func:`mri_superpixels`); None for Grad-CAM.
     probability : the network's P(tumour) for the unperturbed input, before any calibration
@@ -65,11 +66,12 @@ def grey_input(image: np.ndarray) -> np.ndarray:
 def brain_region(image: np.ndarray) -> np.ndarray:
     """Boolean mask of the brain in one model input: the head less a rim of :data:`BRAIN_PEEL`.
 
-    What LIME may perturb and point at. Skull, scalp and the black frame around the head say
-    nothing about a tumour, but hiding them makes strong artificial edges that move the network,
-    so explanations used to point there. The rim is thinner than the 0.15 of the head's radius
-    the synthetic engine keeps lesions within, so a lesion against the skull (a meningioma sits
-    there) keeps most of its area; on the sample slices the bright scalp stays outside.
+    What LIME may perturb and what explanations may point at (Grad-CAM's map is 0 outside).
+    Skull, scalp and the black frame around the head say nothing about a tumour, but hiding them
+    makes strong artificial edges that move the network, so explanations used to point there.
+    The rim is thinner than the 0.15 of the head's radius the synthetic engine keeps lesions
+    within, so a lesion against the skull (a meningioma sits there) keeps most of its area; on the
+    sample slices the bright scalp stays outside.
 
     Examples
     --------

@@ -13,7 +13,7 @@ import numpy as np
 import tensorflow as tf
 
 from mriscan.errors import ExplainError
-from mriscan.explain.base import Explanation, grey_input
+from mriscan.explain.base import Explanation, brain_region, grey_input
 
 # The forward pass runs in chunks of this many images, which bounds activation memory (the seed
 # network holds 2.8 MB per 150x150 image after its first layer: 0.7 GB for 256 images, 90 MB for
@@ -59,6 +59,12 @@ class GradCamExplainer:
     exactly minus the tumour logit. The logit is taken before the output sigmoid so saturated
     probabilities (0.9999...) still give a map. The map is resized to the input bilinearly.
 
+    Like LIME's, the explanation counts inside the brain only
+    (:func:`~mriscan.explain.base.brain_region`): the map is 0 on skull, scalp and background, so an
+    overlay, which scales its colours to the largest weight, never colours them and scales to the
+    brain's largest weight. The last convolution sees the whole input, skull included, and its
+    coarse map spills over the brain's edge, where no tumour is.
+
     Parameters
     ----------
     model : keras Sequential or functional model with a Conv2D layer at its top level.
@@ -76,13 +82,21 @@ class GradCamExplainer:
         self.image_size, self.layer_name = image_size, conv_layer.name
 
     def explain(self, image: np.ndarray) -> Explanation:
-        """Explain one (S, S, 1) model input; see :class:`Explanation`."""
+        """Explain one (S, S, 1) model input; see :class:`Explanation`. Weights are 0 outside the brain."""
+        whole, probability = self.whole_input_map(image)
+        weights = np.where(brain_region(image), whole, 0.0).astype(np.float32)
+        details = f"Grad-CAM on layer {self.layer_name}"
+        return Explanation(weights, None, probability, "gradcam", details)
+
+    def whole_input_map(self, image: np.ndarray) -> tuple[np.ndarray, float]:
+        """Return (the signed map over the whole (S, S) input, P(tumour)): :meth:`explain` before the brain.
+
+        Public so that a benchmark can compare with what Grad-CAM showed before it kept to the brain.
+        """
         batch = grey_input(image)[np.newaxis, :, :, np.newaxis]
         cam, probability = (tensor.numpy() for tensor in self._cam(batch))
         size = (self.image_size, self.image_size)
-        weights = cv2.resize(cam.astype(np.float32), size, interpolation=cv2.INTER_LINEAR)
-        details = f"Grad-CAM on layer {self.layer_name}"
-        return Explanation(weights, None, float(probability), "gradcam", details)
+        return cv2.resize(cam.astype(np.float32), size, interpolation=cv2.INTER_LINEAR), float(probability)
 
 
 def last_conv_layer(model: keras.Model) -> keras.layers.Layer:

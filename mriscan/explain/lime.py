@@ -11,7 +11,8 @@ over the model input, positive toward tumour; :mod:`mriscan.explain.base`). This
   the network whose probability scan writes to the CSV (int8 for fitted bundles), so the
   explanation and the decision come from the same network.
 - :class:`~mriscan.explain.keras_explain.GradCamExplainer` weighs the last Conv2D layer's activations by
-  the gradient of the tumour logit: one forward and one backward pass. It needs the Keras model,
+  the gradient of the tumour logit: one forward and one backward pass, its map kept to the brain
+  as LIME's superpixels are. It needs the Keras model,
   so it lives, with LIME's Keras forward pass, in :mod:`mriscan.explain.keras_explain`: LIME on a network
   file never imports TensorFlow.
 

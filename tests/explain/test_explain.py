@@ -14,7 +14,7 @@ from mriscan.explain.base import brain_region
 from mriscan.explain.factory import make_explainer
 from mriscan.explain.keras_explain import GradCamExplainer
 from mriscan.explain.lime import LIME_BATCH_SIZE, LimeExplainer, hidden_tissue, mri_superpixels
-from mriscan.explain.overlay import blend_evidence
+from mriscan.explain.overlay import TOWARD_COLOUR, blend_evidence
 from mriscan.explain.pointing import pointed_region, pointing_game_hit
 
 SIZE = 64
@@ -323,14 +323,41 @@ def test_gradcam_uses_the_logit_before_a_separate_sigmoid_or_after_a_reshape() -
         )
 
 
-def test_gradcam_on_the_compact_architecture() -> None:
+def test_gradcam_on_the_compact_architecture_weighs_the_brain_only() -> None:
+    """An untrained network's map covers the whole head and the background; the explanation keeps the brain."""
     from mriscan.model.architectures import build_model
 
     model = build_model("compact", SIZE)
-    image = _slice()
-    explanation = make_explainer(model, "gradcam", image_size=SIZE).explain(image)
+    image = preprocess(brain_like(4), PreprocessConfig(image_size=SIZE))
+    explainer = make_explainer(model, "gradcam", image_size=SIZE)
+    explanation = explainer.explain(image)
     assert explanation.weights.shape == (SIZE, SIZE) and np.isfinite(explanation.weights).all()
     assert explanation.probability == pytest.approx(_probability(model, image), abs=1e-5)
+    brain = brain_region(image)
+    assert 0.2 < brain.mean() < 0.9
+    assert np.abs(explainer.whole_input_map(image)[0][~brain]).min() > 0  # what overlays coloured before
+    assert np.all(explanation.weights[~brain] == 0.0) and np.all(explanation.weights[brain] != 0.0)
+
+
+def test_gradcam_points_at_the_lesion_not_at_a_brighter_skull() -> None:
+    """A network that adds up brightness: its map peaks on the skull rim, which is not brain.
+
+    Inside the brain the weights are the map's own (tumour logit), and the overlay scales its
+    colours to the brain's strongest weight, which gets full colour; outside it stays grey.
+    """
+    image, explainer = _skull_slice(), GradCamExplainer(_brightness_model(), SIZE)
+    whole, _ = explainer.whole_input_map(image)
+    explanation = explainer.explain(image)
+    brain = brain_region(image)
+    assert whole[_rim()].max() > 2 * whole[brain].max() > 0
+    assert np.all(explanation.weights[~brain] == 0.0)
+    np.testing.assert_array_equal(explanation.weights[brain], whole[brain])
+    assert pointing_game_hit(explanation.weights, _disc(LESION, 5), tolerance_px=0)
+    grey = image[..., 0]
+    rgb = blend_evidence(grey, explanation.weights)
+    np.testing.assert_array_equal(rgb[~brain], np.repeat(grey[~brain][:, np.newaxis], 3, axis=1))
+    peak = np.unravel_index(np.argmax(explanation.weights), grey.shape)
+    np.testing.assert_allclose(rgb[peak], 0.3 * grey[peak] + 0.7 * np.array(TOWARD_COLOUR))
 
 
 def test_gradcam_needs_a_convolution() -> None:
