@@ -1,20 +1,24 @@
-"""Does LIME point at the lesion? mriscan's LIME against LIME as mriscan ran it before, in the same run.
+"""Does an explanation point at the lesion? mriscan's LIME or Grad-CAM against how it ran before, in the same run.
 
-    python benchmarks/bench_pointing.py [--images 12] [--samples 1000] [--healthy DIR ...] [--model DIR]
+    python benchmarks/bench_pointing.py [--method lime|gradcam] [--images 12] [--samples 1000] [--healthy DIR ...]
+                                        [--model DIR]
 
 The pointing game (:mod:`mriscan.explain.pointing`) on images whose lesion is known: the 24
 synthetic tumour slices of ``sample_data/train``, and for each ``--healthy`` folder of real
 healthy slices ``--images`` slices with a synthetic lesion drawn in (``mriscan synth
 --from-healthy``, seed 2021, all contrasts, written to a temporary folder). Defaults: OASIS
 (skull-stripped), Br35H and Sartaj healthy slices from ``shared/data`` next to the repository.
-Both explainers query the same network file (the default model unless ``--model``), with the
-same samples and seed:
+Both explainers of a method explain the same network (the default model unless ``--model``):
+LIME its network file, with the same samples and seed, Grad-CAM its Keras model.
 
-- ``before``, the baseline: stock LIME with SLIC superpixels in the head's convex hull (everything
+- LIME ``before``, the baseline: stock LIME with SLIC superpixels in the head's convex hull (everything
   but letterbox and air, skull and scalp included) and hidden superpixels set to black, which is
   what mriscan ran until issue 19 (its weights were stock LIME's, to 1e-6);
-- ``after``: :class:`mriscan.explain.lime.LimeExplainer`, superpixels in the brain only, the
-  outside never hidden, hidden superpixels showing the brain's smoothed tissue intensity.
+- LIME ``after``: :class:`mriscan.explain.lime.LimeExplainer`, superpixels in the brain only, the
+  outside never hidden, hidden superpixels showing the brain's smoothed tissue intensity;
+- Grad-CAM ``before``: its map over the whole input, skull and background included
+  (``GradCamExplainer.whole_input_map``), which is what mriscan showed until its map kept to the brain;
+- Grad-CAM ``after``: :class:`mriscan.explain.keras_explain.GradCamExplainer`, the same map, 0 outside the brain.
 
 Per set and in total it prints hits / n, the hit rate and its ratio after / before, chance (the
 lesion's mean share of the brain), and the mean share of the pointed region outside the brain
@@ -35,8 +39,10 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 if TYPE_CHECKING:
-    from mriscan.explain.base import Explanation
+    from mriscan.explain.base import Explainer, Explanation
+    from mriscan.explain.keras_explain import GradCamExplainer
     from mriscan.explain.pointing import PointingResult
+    from mriscan.model.bundle import ModelBundle
 
 REPO = Path(__file__).resolve().parent.parent
 SHARED = REPO.parent / "shared" / "data"
@@ -80,6 +86,33 @@ class HeadBlackLime:
         return Explanation(per_segment[segments], segments, float("nan"), self.method, "")
 
 
+class WholeInputGradCam:
+    """The Grad-CAM baseline: its map over the whole input, skull, scalp and background included."""
+
+    method = "gradcam, before"
+
+    def __init__(self, explainer: GradCamExplainer) -> None:
+        self.explainer = explainer
+
+    def explain(self, image: np.ndarray) -> Explanation:
+        from mriscan.explain.base import Explanation
+
+        weights, probability = self.explainer.whole_input_map(image)
+        return Explanation(weights, None, probability, self.method, "")
+
+
+def before_and_after(bundle: ModelBundle, method: str, samples: int, seed: int) -> tuple[Explainer, Explainer]:
+    """(baseline, explainer as ``mriscan explain`` builds it) for ``method``, on the same network."""
+    from mriscan.explain.factory import bundle_explainer
+    from mriscan.explain.lime import LimeExplainer
+
+    after = bundle_explainer(bundle, method, num_samples=samples, seed=seed)
+    if method == "gradcam":
+        return WholeInputGradCam(after), after
+    classify = LimeExplainer(None, bundle.preprocess_config.image_size, network=bundle.network).classify
+    return HeadBlackLime(classify, samples, seed), after
+
+
 def lesion_sets(healthy: list[Path], images: int, scratch: Path) -> list[tuple[str, Path]]:
     """(name, synth folder) of every set played: sample_data/train, then one per usable healthy folder."""
     from mriscan.synth import generate_dataset
@@ -108,6 +141,7 @@ def print_row(name: str, before: PointingResult, after: PointingResult) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--method", choices=("lime", "gradcam"), default="lime")
     parser.add_argument("--images", type=int, default=12, help="lesioned slices per healthy folder")
     parser.add_argument("--samples", type=int, default=1000)
     parser.add_argument("--seed", type=int, default=2021, help="LIME's seed (the synthetic sets always use 2021)")
@@ -117,18 +151,14 @@ def main() -> None:
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     os.environ.setdefault("TQDM_DISABLE", "1")  # stock LIME's progress bar, once per image
     sys.path.insert(0, str(REPO))
-    from mriscan.explain.factory import bundle_explainer
-    from mriscan.explain.lime import LimeExplainer
     from mriscan.explain.pointing import lesion_pairs, play_pointing_game
     from mriscan.model.bundle import load_bundle
 
-    bundle = load_bundle(args.model, keras=False)
+    bundle = load_bundle(args.model, keras=args.method == "gradcam")
     config = bundle.preprocess_config
-    after_explainer = bundle_explainer(bundle, "lime", num_samples=args.samples, seed=args.seed)
-    classify = LimeExplainer(None, config.image_size, network=bundle.network).classify
-    before_explainer = HeadBlackLime(classify, args.samples, args.seed)
-    print(f"model {bundle.model_id[:12]}, {args.samples} LIME samples, seed {args.seed}, "
-          f"{os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.1f}")
+    before_explainer, after_explainer = before_and_after(bundle, args.method, args.samples, args.seed)
+    settings = "Grad-CAM" if args.method == "gradcam" else f"{args.samples} LIME samples, seed {args.seed}"
+    print(f"model {bundle.model_id[:12]}, {settings}, {os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.1f}")
     totals: list[tuple[PointingResult, PointingResult]] = []  # (before, after) per set
     started = time.perf_counter()
     with tempfile.TemporaryDirectory(prefix="bench-pointing-") as scratch:
