@@ -13,6 +13,7 @@ Steps (each resumes: finished pieces are kept under --work):
     python benchmarks/heldout.py report --work WORK [--recipes baseline,balanced]
     python benchmarks/heldout.py audit  --work WORK
     python benchmarks/heldout.py record --work WORK --run large-s2021 --model models/default
+    python benchmarks/heldout.py average --work WORK --recipes large-s2021,large-s2022 [--flip]
 
 ``stage`` links the real sources into WORK/data (class folders fit reads), cuts the openms NIfTI
 volumes into axial PNG slices (intensity scaled per volume), and draws synthetic lesions into the
@@ -337,6 +338,56 @@ def record(work: Path, run: str, model: Path) -> None:
     print(f"recorded the held-out table of {run} in {model / 'model.json'}")
 
 
+def held_out_inputs(work: Path, pair: Pair, model: Path) -> tuple[np.ndarray, np.ndarray]:
+    """A pair's held-out images as model inputs (loaded as scan loads them), and their labels."""
+    from mriscan.data.loader import load_all
+    from mriscan.model.bundle import load_bundle
+
+    label_of = {}
+    for source in pair.held_out:
+        for path in sorted((work / "data" / source).rglob("*")):
+            if path.is_file():
+                label_of[path] = 1 if path.parent.name.lower() in ("yes", "tumor") else 0
+    config = load_bundle(model, keras=False).preprocess_config
+    loaded = [r for r in load_all(list(label_of), config, workers=1) if r.ok]
+    return np.stack([r.model_input for r in loaded]), np.array([label_of[r.path] for r in loaded])
+
+
+def averaged_probability(models: list[Path], inputs: np.ndarray, flip: bool) -> np.ndarray:
+    """P(tumour) averaged on the logit scale over ``models`` (and each image's left-right mirror when
+    ``flip``): what an ensemble, or test-time flipping, would give at the cost of one network pass each."""
+    from mriscan.model.bundle import load_bundle
+
+    views = [inputs, inputs[:, :, ::-1].copy()] if flip else [inputs]
+    logits = []
+    for model in models:
+        bundle = load_bundle(model, keras=False)
+        for view in views:
+            p = np.clip(bundle.predict(view), 1e-7, 1 - 1e-7)
+            logits.append(np.log(p / (1 - p)))
+    return 1 / (1 + np.exp(-np.mean(logits, axis=0)))
+
+
+def average(work: Path, runs: list[str], flip: bool) -> None:
+    """AUROC and specificity at 0.98 sensitivity on each held-out pair, for each run alone and for the
+    average of the runs' models (an ensemble), on the pairs every run has a model for."""
+    print("| models | held-out pair | AUROC | spec. at 0.98 sens. |")
+    print("|---|---|---|---|")
+    for pair in PAIRS:
+        models = [work / "runs" / run / pair.name / "model" for run in runs]
+        if not all((m / "model.json").exists() for m in models):
+            continue
+        inputs, labels = held_out_inputs(work, pair, models[0])
+        combos = [([m], run) for m, run in zip(models, runs, strict=True)]
+        combos += [(models, " + ".join(runs))] if len(runs) > 1 else []
+        for chosen, name in combos:
+            for flipped in sorted({False, flip}):
+                probability = averaged_probability(chosen, inputs, flipped)
+                figures = pair_metrics(HeldOutScores(labels, probability, probability > 0.5, probability > 0.5, 0.5))
+                print(f"| {name}{' (with flips)' if flipped else ''} | {pair.name} | {figures['auroc']:.3f} "
+                      f"| {figures['spec_at_98']:.3f} |", flush=True)
+
+
 THRESHOLD_RULES = ("all tumours", "real tumours", "each real source")
 
 
@@ -389,7 +440,7 @@ def thresholds(work: Path, runs: list[str]) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("step", choices=("stage", "train", "report", "thresholds", "audit", "record"))
+    parser.add_argument("step", choices=("stage", "train", "report", "thresholds", "audit", "record", "average"))
     parser.add_argument("--data", type=Path, default=REPO.parent / "shared" / "data")
     parser.add_argument("--work", type=Path, required=True, help="Folder for staged data, models and scans.")
     parser.add_argument("--recipe", choices=sorted(RECIPES), default="baseline")
@@ -399,6 +450,7 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=2021)
     parser.add_argument("--model", type=Path, help="record: the bundle whose card keeps the table.")
     parser.add_argument("--run", help="record: the run (recipe-sSEED) whose table is kept.")
+    parser.add_argument("--flip", action="store_true", help="average: also average each image with its mirror.")
     parser.add_argument("--lesion-set", default="lesions",
                         help="stage: name of the lesion-twin folders (WORK/data/<source>_<NAME>).")
     args = parser.parse_args()
@@ -410,6 +462,8 @@ def main() -> None:
     elif args.step in ("report", "thresholds"):
         runs = args.recipes.split(",") if args.recipes else sorted(p.name for p in (args.work / "runs").iterdir())
         (report if args.step == "report" else thresholds)(args.work, runs)
+    elif args.step == "average":
+        average(args.work, args.recipes.split(","), args.flip)
     elif args.step == "record":
         if args.model is None or args.run is None:
             parser.error("record needs --model BUNDLE and --run RECIPE-sSEED")
