@@ -14,6 +14,7 @@ Steps (each resumes: finished pieces are kept under --work):
     python benchmarks/heldout.py audit  --work WORK
     python benchmarks/heldout.py record --work WORK --run large-s2021 --model models/default
     python benchmarks/heldout.py average --work WORK --recipes large-s2021,large-s2022 [--flip]
+    python benchmarks/heldout.py breakdown --work WORK --recipes large-s2021
 
 ``stage`` links the real sources into WORK/data (class folders fit reads), cuts the openms NIfTI
 volumes into axial PNG slices (intensity scaled per volume), and draws synthetic lesions into the
@@ -388,6 +389,36 @@ def average(work: Path, runs: list[str], flip: bool) -> None:
                       f"| {figures['spec_at_98']:.3f} |", flush=True)
 
 
+def slice_kind(path: str) -> str:
+    """Sequence and plane of a slice :func:`cut_volumes` wrote (``..._T1W_sagittal012.png``), else ""."""
+    sequence = next((s for s in ("FLAIR", "T1W", "T2W") if s in path), "")
+    plane = next((p for p in ("axial", "coronal", "sagittal") if p in path), "")
+    return f"{sequence} {plane}".strip()
+
+
+def breakdown(work: Path, runs: list[str]) -> None:
+    """Where the false alarms are: the share of each held-out source's healthy images (by sequence
+    and plane for the cut volumes) scoring at or above the pair's 0.98-sensitivity cut."""
+    print("| run | held-out pair | healthy images | above the 0.98-sensitivity cut |")
+    print("|---|---|---|---|")
+    for run in runs:
+        for pair in PAIRS:
+            folder = work / "runs" / run / pair.name
+            if not all((folder / f"scan_{s}.csv").exists() for s in pair.held_out):
+                continue
+            scores = labelled_scores(folder, pair)
+            cut = np.quantile(scores.probability[scores.labels == 1], 0.02, method="lower")
+            above: dict[str, list[bool]] = {}
+            for source in pair.held_out:
+                with (folder / f"scan_{source}.csv").open(newline="") as handle:
+                    for row in csv.DictReader(handle):
+                        if row["probability"] and Path(row["path"]).parts[0].lower() in ("no", "no_tumor"):
+                            group = f"{source} {slice_kind(row['path'])}".strip()
+                            above.setdefault(group, []).append(float(row["probability"]) >= cut)
+            for group, flags in sorted(above.items()):
+                print(f"| {run} | {pair.name} | {group} ({len(flags)}) | {np.mean(flags):.2f} |")
+
+
 THRESHOLD_RULES = ("all tumours", "real tumours", "each real source")
 
 
@@ -440,7 +471,8 @@ def thresholds(work: Path, runs: list[str]) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("step", choices=("stage", "train", "report", "thresholds", "audit", "record", "average"))
+    steps = ("stage", "train", "report", "thresholds", "audit", "record", "average", "breakdown")
+    parser.add_argument("step", choices=steps)
     parser.add_argument("--data", type=Path, default=REPO.parent / "shared" / "data")
     parser.add_argument("--work", type=Path, required=True, help="Folder for staged data, models and scans.")
     parser.add_argument("--recipe", choices=sorted(RECIPES), default="baseline")
@@ -459,9 +491,9 @@ def main() -> None:
     elif args.step == "train":
         chosen = [p for p in PAIRS if not args.pairs or p.name in args.pairs.split(",")]
         train(args.work, args.recipe, chosen, args.epochs, args.seed)
-    elif args.step in ("report", "thresholds"):
+    elif args.step in ("report", "thresholds", "breakdown"):
         runs = args.recipes.split(",") if args.recipes else sorted(p.name for p in (args.work / "runs").iterdir())
-        (report if args.step == "report" else thresholds)(args.work, runs)
+        {"report": report, "thresholds": thresholds, "breakdown": breakdown}[args.step](args.work, runs)
     elif args.step == "average":
         average(args.work, args.recipes.split(","), args.flip)
     elif args.step == "record":
