@@ -215,6 +215,11 @@ class HeldOutScores:
                              self.threshold)
 
 
+def is_tumour_folder(name: str) -> bool:
+    """Whether a class folder of the staged sources (``yes``/``tumor`` against ``no``/``no_tumor``) holds tumours."""
+    return name.lower() in ("yes", "tumor")
+
+
 def labelled_scores(folder: Path, pair: Pair) -> HeldOutScores:
     """A pair's held-out images as the model scanned them, with the model's threshold."""
     labels, probability, decided, reviewed = [], [], [], []
@@ -223,8 +228,7 @@ def labelled_scores(folder: Path, pair: Pair) -> HeldOutScores:
             for row in csv.DictReader(handle):
                 if not row["probability"]:
                     continue
-                top = Path(row["path"]).parts[0].lower()
-                labels.append(1 if top in ("yes", "tumor") else 0)
+                labels.append(int(is_tumour_folder(Path(row["path"]).parts[0])))
                 probability.append(float(row["probability"]))
                 decided.append(row["prediction"] == "tumor")
                 reviewed.append(row["prediction"] == "tumor" or row["flagged"] == "true")
@@ -234,18 +238,30 @@ def labelled_scores(folder: Path, pair: Pair) -> HeldOutScores:
                          float(card["threshold"]))
 
 
+def cut_at_98(labels: np.ndarray, probability: np.ndarray) -> float:
+    """The probability that keeps 98% of the tumours: the cut behind "specificity at 0.98 sensitivity"."""
+    return float(np.quantile(probability[labels == 1], 0.02, method="lower"))
+
+
+def ranking_figures(labels: np.ndarray, probability: np.ndarray) -> dict[str, float]:
+    """AUROC and specificity at 0.98 sensitivity: what the ranking allows, whatever the threshold."""
+    tumour, healthy = labels == 1, labels == 0
+    return {"auroc": auroc(probability[tumour], probability[healthy]),
+            "spec_at_98": float((probability[healthy] < cut_at_98(labels, probability)).mean())}
+
+
 def pair_metrics(scores: HeldOutScores) -> dict[str, float]:
     """AUROC; sensitivity and specificity at the model's threshold; tumours predicted or flagged for
     review, and the share of healthy images so (the review workload); specificity at 0.98 sensitivity."""
     tumour, healthy = scores.labels == 1, scores.labels == 0
-    cut = np.quantile(scores.probability[tumour], 0.02, method="lower")
+    ranking = ranking_figures(scores.labels, scores.probability)
     return {
-        "auroc": auroc(scores.probability[tumour], scores.probability[healthy]),
+        "auroc": ranking["auroc"],
         "sensitivity": float(scores.decided[tumour].mean()),
         "specificity": float((~scores.decided[healthy]).mean()),
         "tumours_reviewed": float(scores.reviewed[tumour].mean()),
         "healthy_reviewed": float(scores.reviewed[healthy].mean()),
-        "spec_at_98": float((scores.probability[healthy] < cut).mean()),
+        "spec_at_98": ranking["spec_at_98"],
     }
 
 
@@ -348,7 +364,7 @@ def held_out_inputs(work: Path, pair: Pair, model: Path) -> tuple[np.ndarray, np
     for source in pair.held_out:
         for path in sorted((work / "data" / source).rglob("*")):
             if path.is_file():
-                label_of[path] = 1 if path.parent.name.lower() in ("yes", "tumor") else 0
+                label_of[path] = int(is_tumour_folder(path.parent.name))
     config = load_bundle(model, keras=False).preprocess_config
     loaded = [r for r in load_all(list(label_of), config, workers=1) if r.ok]
     return np.stack([r.model_input for r in loaded]), np.array([label_of[r.path] for r in loaded])
@@ -383,8 +399,7 @@ def average(work: Path, runs: list[str], flip: bool) -> None:
         combos += [(models, " + ".join(runs))] if len(runs) > 1 else []
         for chosen, name in combos:
             for flipped in sorted({False, flip}):
-                probability = averaged_probability(chosen, inputs, flipped)
-                figures = pair_metrics(HeldOutScores(labels, probability, probability > 0.5, probability > 0.5, 0.5))
+                figures = ranking_figures(labels, averaged_probability(chosen, inputs, flipped))
                 print(f"| {name}{' (with flips)' if flipped else ''} | {pair.name} | {figures['auroc']:.3f} "
                       f"| {figures['spec_at_98']:.3f} |", flush=True)
 
@@ -407,12 +422,12 @@ def breakdown(work: Path, runs: list[str]) -> None:
             if not all((folder / f"scan_{s}.csv").exists() for s in pair.held_out):
                 continue
             scores = labelled_scores(folder, pair)
-            cut = np.quantile(scores.probability[scores.labels == 1], 0.02, method="lower")
+            cut = cut_at_98(scores.labels, scores.probability)
             above: dict[str, list[bool]] = {}
             for source in pair.held_out:
                 with (folder / f"scan_{source}.csv").open(newline="") as handle:
                     for row in csv.DictReader(handle):
-                        if row["probability"] and Path(row["path"]).parts[0].lower() in ("no", "no_tumor"):
+                        if row["probability"] and not is_tumour_folder(Path(row["path"]).parts[0]):
                             group = f"{source} {slice_kind(row['path'])}".strip()
                             above.setdefault(group, []).append(float(row["probability"]) >= cut)
             for group, flags in sorted(above.items()):
