@@ -220,18 +220,22 @@ def is_tumour_folder(name: str) -> bool:
     return name.lower() in ("yes", "tumor")
 
 
-def labelled_scores(folder: Path, pair: Pair) -> HeldOutScores:
-    """A pair's held-out images as the model scanned them, with the model's threshold."""
-    labels, probability, decided, reviewed = [], [], [], []
+def scanned_rows(folder: Path, pair: Pair) -> list[tuple[str, dict[str, str]]]:
+    """(source, CSV row) of every held-out image of a pair the scan gave a probability."""
+    rows = []
     for source in pair.held_out:
         with (folder / f"scan_{source}.csv").open(newline="") as handle:
-            for row in csv.DictReader(handle):
-                if not row["probability"]:
-                    continue
-                labels.append(int(is_tumour_folder(Path(row["path"]).parts[0])))
-                probability.append(float(row["probability"]))
-                decided.append(row["prediction"] == "tumor")
-                reviewed.append(row["prediction"] == "tumor" or row["flagged"] == "true")
+            rows += [(source, row) for row in csv.DictReader(handle) if row["probability"]]
+    return rows
+
+
+def labelled_scores(folder: Path, pair: Pair) -> HeldOutScores:
+    """A pair's held-out images as the model scanned them, with the model's threshold."""
+    rows = [row for _, row in scanned_rows(folder, pair)]
+    labels = [int(is_tumour_folder(Path(row["path"]).parts[0])) for row in rows]
+    probability = [float(row["probability"]) for row in rows]
+    decided = [row["prediction"] == "tumor" for row in rows]
+    reviewed = [row["prediction"] == "tumor" or row["flagged"] == "true" for row in rows]
     model = RECIPES.get(parse_run(folder.parent.name)[0], {}).get("model", folder / "model")
     card = json.loads((model / "model.json").read_text())
     return HeldOutScores(np.array(labels), np.array(probability), np.array(decided), np.array(reviewed),
@@ -370,18 +374,19 @@ def held_out_inputs(work: Path, pair: Pair, model: Path) -> tuple[np.ndarray, np
     return np.stack([r.model_input for r in loaded]), np.array([label_of[r.path] for r in loaded])
 
 
-def averaged_probability(models: list[Path], inputs: np.ndarray, flip: bool) -> np.ndarray:
-    """P(tumour) averaged on the logit scale over ``models`` (and each image's left-right mirror when
-    ``flip``): what an ensemble, or test-time flipping, would give at the cost of one network pass each."""
+def view_logits(model: Path, inputs: np.ndarray, flip: bool) -> list[np.ndarray]:
+    """The logit of P(tumour) for the inputs as they are and, with ``flip``, mirrored left-right."""
     from mriscan.model.bundle import load_bundle
 
+    bundle = load_bundle(model, keras=False)
     views = [inputs, inputs[:, :, ::-1].copy()] if flip else [inputs]
-    logits = []
-    for model in models:
-        bundle = load_bundle(model, keras=False)
-        for view in views:
-            p = np.clip(bundle.predict(view), 1e-7, 1 - 1e-7)
-            logits.append(np.log(p / (1 - p)))
+    probabilities = [np.clip(bundle.predict(view), 1e-7, 1 - 1e-7) for view in views]
+    return [np.log(p / (1 - p)) for p in probabilities]
+
+
+def averaged_probability(logits: list[np.ndarray]) -> np.ndarray:
+    """P(tumour) from logits averaged over models or views: what an ensemble, or test-time
+    flipping, would give at the cost of one network pass each."""
     return 1 / (1 + np.exp(-np.mean(logits, axis=0)))
 
 
@@ -395,11 +400,12 @@ def average(work: Path, runs: list[str], flip: bool) -> None:
         if not all((m / "model.json").exists() for m in models):
             continue
         inputs, labels = held_out_inputs(work, pair, models[0])
-        combos = [([m], run) for m, run in zip(models, runs, strict=True)]
-        combos += [(models, " + ".join(runs))] if len(runs) > 1 else []
+        logits = {run: view_logits(model, inputs, flip) for run, model in zip(runs, models, strict=True)}
+        combos = [([run], run) for run in runs] + ([(runs, " + ".join(runs))] if len(runs) > 1 else [])
         for chosen, name in combos:
             for flipped in sorted({False, flip}):
-                figures = ranking_figures(labels, averaged_probability(chosen, inputs, flipped))
+                views = [view for run in chosen for view in (logits[run] if flipped else logits[run][:1])]
+                figures = ranking_figures(labels, averaged_probability(views))
                 print(f"| {name}{' (with flips)' if flipped else ''} | {pair.name} | {figures['auroc']:.3f} "
                       f"| {figures['spec_at_98']:.3f} |", flush=True)
 
@@ -421,15 +427,14 @@ def breakdown(work: Path, runs: list[str]) -> None:
             folder = work / "runs" / run / pair.name
             if not all((folder / f"scan_{s}.csv").exists() for s in pair.held_out):
                 continue
-            scores = labelled_scores(folder, pair)
-            cut = cut_at_98(scores.labels, scores.probability)
+            rows = scanned_rows(folder, pair)
+            tumour = np.array([is_tumour_folder(Path(row["path"]).parts[0]) for _, row in rows])
+            probability = np.array([float(row["probability"]) for _, row in rows])
+            cut = cut_at_98(tumour.astype(int), probability)
             above: dict[str, list[bool]] = {}
-            for source in pair.held_out:
-                with (folder / f"scan_{source}.csv").open(newline="") as handle:
-                    for row in csv.DictReader(handle):
-                        if row["probability"] and not is_tumour_folder(Path(row["path"]).parts[0]):
-                            group = f"{source} {slice_kind(row['path'])}".strip()
-                            above.setdefault(group, []).append(float(row["probability"]) >= cut)
+            for (source, row), is_tumour, value in zip(rows, tumour, probability, strict=True):
+                if not is_tumour:
+                    above.setdefault(f"{source} {slice_kind(row['path'])}".strip(), []).append(value >= cut)
             for group, flags in sorted(above.items()):
                 print(f"| {run} | {pair.name} | {group} ({len(flags)}) | {np.mean(flags):.2f} |")
 
